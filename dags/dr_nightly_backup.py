@@ -1,0 +1,83 @@
+"""dr_nightly_backup: protect every selected resource with a verified, signed DR copy.
+
+pre-flight checks -> discover -> recovery points -> wait -> copy to the DR Region -> wait
+-> verify -> signed manifest -> retention -> report (always)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Param, TriggerRule, chain
+
+from securedr.operators.dr_copy import CopyToDrRegionOperator
+from securedr.operators.manifest import SignRunManifestOperator
+from securedr.operators.preflight import PreflightChecksOperator
+from securedr.operators.recovery_points import (
+    CreateRecoveryPointsOperator,
+    DiscoverProtectedResourcesOperator,
+)
+from securedr.operators.report import NightlyReportOperator
+from securedr.operators.retention import ApplyRetentionOperator
+from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.sensors.recovery_points import RecoveryPointsSensor
+
+with DAG(
+    dag_id="dr_nightly_backup",
+    description="Encrypted, verified, signed DR copies of every protected resource",
+    schedule="0 2 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
+    params={
+        "retention_dry_run": Param(
+            False,
+            type="boolean",
+            title="Retention dry run",
+            description="Log what retention would delete, and delete nothing.",
+        ),
+    },
+    tags=["securedr", "dr", "backup"],
+    doc_md=__doc__,
+) as dag:
+    preflight = PreflightChecksOperator(task_id="preflight_security_checks", retries=0)
+    discover = DiscoverProtectedResourcesOperator(task_id="discover_protected_resources")
+    recovery_points = CreateRecoveryPointsOperator(
+        task_id="create_recovery_points", protected_resources=discover.output
+    )
+    wait_recovery_points = RecoveryPointsSensor(
+        task_id="wait_for_recovery_points", points=recovery_points.output, location="source"
+    )
+    dr_copies = CopyToDrRegionOperator(task_id="copy_to_dr_region", points=recovery_points.output)
+    wait_dr_copies = RecoveryPointsSensor(
+        task_id="wait_for_dr_copies", points=dr_copies.output, location="dr"
+    )
+    verify = VerifyDrCopiesOperator(task_id="verify_dr_copies", points=dr_copies.output)
+    manifest = SignRunManifestOperator(task_id="sign_run_manifest", verifications=verify.output)
+    retention = ApplyRetentionOperator(
+        task_id="apply_retention",
+        verifications=verify.output,
+        dry_run="{{ params.retention_dry_run }}",
+    )
+    report = NightlyReportOperator(
+        task_id="report_run",
+        verifications=verify.output,
+        manifest=manifest.output,
+        retention=retention.output,
+        trigger_rule=TriggerRule.ALL_DONE,
+        retries=0,
+    )
+
+    chain(
+        preflight,
+        discover,
+        recovery_points,
+        wait_recovery_points,
+        dr_copies,
+        wait_dr_copies,
+        verify,
+        manifest,
+        retention,
+        report,
+    )

@@ -1,0 +1,59 @@
+"""Per-Region AWS clients built on the Amazon provider's hooks.
+
+Credentials, assumed roles and endpoints come from the Airflow connection (``aws_default`` unless
+the plan or the operator says otherwise), exactly as for the provider's own operators; with
+``AWS_ENDPOINT_URL`` set both boto3 and aiobotocore talk to that endpoint instead of AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+
+class AwsClients:
+    """A cache of boto3 clients, one per (service, Region), for one Airflow AWS connection."""
+
+    def __init__(self, aws_conn_id: str | None = "aws_default") -> None:
+        self.aws_conn_id = aws_conn_id
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def hook(self, service: str, region: str) -> AwsBaseHook:
+        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service, region_name=region)
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        if key not in self._clients:
+            self._clients[key] = self.hook(service, region).conn
+        return self._clients[key]
+
+    def ec2(self, region: str) -> Any:
+        return self.client("ec2", region)
+
+    def rds(self, region: str) -> Any:
+        return self.client("rds", region)
+
+    def kms(self, region: str) -> Any:
+        return self.client("kms", region)
+
+    def s3(self, region: str) -> Any:
+        return self.client("s3", region)
+
+    @asynccontextmanager
+    async def async_client(self, service: str, region: str) -> AsyncIterator[Any]:
+        """An aiobotocore client for use inside a trigger's event loop."""
+        async with await self.hook(service, region).get_async_conn() as client:
+            yield client
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` (empty for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,124 @@
+"""The evidence store: manifests, reports and audit entries in the DR Region's S3 bucket.
+
+Every object is written once (``If-None-Match: *``), encrypted under the DR key (SSE-KMS) and
+under Object Lock retention, so a run can add evidence but nobody - SecureDR included - can
+quietly replace or delete it while the retention lasts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from securedr.aws.clients import error_code
+
+
+class EvidenceExists(Exception):
+    """An object already exists at the key; evidence is never overwritten."""
+
+
+class EvidenceStore:
+    def __init__(
+        self,
+        s3: Any,
+        *,
+        bucket: str,
+        prefix: str,
+        kms_key_arn: str,
+        lock_mode: str,
+        lock_days: int,
+    ) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.kms_key_arn = kms_key_arn
+        self.lock_mode = lock_mode
+        self.lock_days = lock_days
+
+    def key(self, *parts: str) -> str:
+        return "/".join([self.prefix, *parts])
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        """Write ``body`` once at ``key``; raise :class:`EvidenceExists` if something is there."""
+        retain_until = datetime.now(UTC) + timedelta(days=self.lock_days)
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self.kms_key_arn,
+                ObjectLockMode=self.lock_mode,
+                ObjectLockRetainUntilDate=retain_until,
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+            )
+        except Exception as exc:
+            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise EvidenceExists(self.url(key)) from None
+            raise
+        return self.url(key)
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, *parts: str) -> list[str]:
+        """Keys under ``prefix/parts...``, in lexical order."""
+        keys: list[str] = []
+        prefix = self.key(*parts).rstrip("/") + "/"
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+
+def bucket_settings(s3: Any, bucket: str) -> dict[str, Any]:
+    """What the pre-flight check needs to know about the evidence bucket."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            return {"exists": False}
+        raise
+
+    def optional(call: Any, missing: tuple[str, ...], pick: Any) -> Any:
+        try:
+            return pick(call(Bucket=bucket))
+        except Exception as exc:
+            if error_code(exc) in missing:
+                return None
+            raise
+
+    return {
+        "exists": True,
+        "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status"),
+        "object_lock": optional(
+            s3.get_object_lock_configuration,
+            ("ObjectLockConfigurationNotFoundError",),
+            lambda r: r.get("ObjectLockConfiguration"),
+        ),
+        "encryption_rules": optional(
+            s3.get_bucket_encryption,
+            ("ServerSideEncryptionConfigurationNotFoundError",),
+            lambda r: r["ServerSideEncryptionConfiguration"]["Rules"],
+        ),
+        "public_access_block": optional(
+            s3.get_public_access_block,
+            ("NoSuchPublicAccessBlockConfiguration",),
+            lambda r: r["PublicAccessBlockConfiguration"],
+        ),
+    }

@@ -1,0 +1,21 @@
+"""KMS: resolve the plan's keys and read what the pre-flight checks need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from securedr.aws.clients import error_code
+
+
+def describe_key(kms: Any, key: str) -> dict[str, Any] | None:
+    """Key metadata for an alias, id or ARN; ``None`` when no such key exists."""
+    try:
+        return dict(kms.describe_key(KeyId=key)["KeyMetadata"])
+    except Exception as exc:
+        if error_code(exc) in ("NotFoundException", "InvalidArnException"):
+            return None
+        raise
+
+
+def rotation_enabled(kms: Any, key_id: str) -> bool:
+    return bool(kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"])

@@ -1,0 +1,53 @@
+"""Status of many snapshots at once: one batched describe per (Region, kind) per poll."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from securedr.aws import ebs, rds
+from securedr.aws.clients import AwsClients
+from securedr.core.model import SnapshotRef
+from securedr.core.status import SnapshotStatus, status_of
+
+
+def ref_key(ref: SnapshotRef) -> str:
+    return f"{ref.kind}:{ref.region}:{ref.snapshot_id}"
+
+
+def group(refs: list[SnapshotRef]) -> dict[tuple[str, str], list[str]]:
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for ref in refs:
+        groups[(ref.region, ref.kind)].append(ref.snapshot_id)
+    return groups
+
+
+def _statuses(kind: str, region: str, found: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        ref_key(SnapshotRef(kind, region, sid)): status_of(kind, snap)  # type: ignore[arg-type]
+        for sid, snap in found.items()
+    }
+
+
+def statuses(clients: AwsClients, refs: list[SnapshotRef]) -> dict[str, SnapshotStatus]:
+    result: dict[str, SnapshotStatus] = {}
+    for (region, kind), ids in group(refs).items():
+        if kind == "ebs":
+            found = ebs.describe_snapshots(clients.ec2(region), ids)
+        else:
+            found = rds.describe_snapshots(clients.rds(region), ids)
+        result.update(_statuses(kind, region, found))
+    return result
+
+
+async def statuses_async(clients: AwsClients, refs: list[SnapshotRef]) -> dict[str, SnapshotStatus]:
+    result: dict[str, SnapshotStatus] = {}
+    for (region, kind), ids in group(refs).items():
+        if kind == "ebs":
+            async with clients.async_client("ec2", region) as client:
+                found = await ebs.describe_snapshots_async(client, ids)
+        else:
+            async with clients.async_client("rds", region) as client:
+                found = await rds.describe_snapshots_async(client, ids)
+        result.update(_statuses(kind, region, found))
+    return result

@@ -1,0 +1,83 @@
+"""Pre-flight security checks, as pure functions over what AWS reported.
+
+Each check returns a list of problems; an empty list means the check passed. The messages say
+what is wrong and what to do about it, because they are what an operator reads at 2 a.m.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def kms_key_problems(
+    region: str, configured: str, metadata: dict[str, Any] | None, rotation_enabled: bool | None
+) -> list[str]:
+    """A plan key: exists, enabled, customer-managed, symmetric, rotated, not being deleted."""
+    where = f"KMS key {configured} in {region}"
+    if metadata is None:
+        return [f"{where} does not exist; create it or fix kms_keys in the plan"]
+    problems: list[str] = []
+    state = metadata.get("KeyState")
+    if state == "PendingDeletion":
+        problems.append(
+            f"{where} is pending deletion (scheduled for {metadata.get('DeletionDate')}); "
+            "cancel the deletion (kms cancel-key-deletion) or point the plan at another key"
+        )
+    elif state != "Enabled" or not metadata.get("Enabled", False):
+        problems.append(f"{where} is {state or 'not enabled'}; enable it (kms enable-key)")
+    if metadata.get("KeyManager") != "CUSTOMER":
+        problems.append(
+            f"{where} is managed by {metadata.get('KeyManager', 'unknown')}, not the customer; "
+            "use a customer-managed key"
+        )
+    if metadata.get("KeySpec", "SYMMETRIC_DEFAULT") != "SYMMETRIC_DEFAULT":
+        problems.append(f"{where} is {metadata.get('KeySpec')}; EBS and RDS need a symmetric key")
+    if metadata.get("KeyManager") == "CUSTOMER" and rotation_enabled is False:
+        problems.append(f"{where} has automatic rotation off; turn it on (kms enable-key-rotation)")
+    return problems
+
+
+def snapshot_block_public_access_problems(region: str, state: str | None) -> list[str]:
+    """The account-level EBS setting must block public sharing of snapshots."""
+    if state in ("block-all-sharing", "block-new-sharing"):
+        return []
+    return [
+        f"EBS snapshot block-public-access in {region} is {state or 'unknown'}; turn it on "
+        "(ec2 enable-snapshot-block-public-access --state block-all-sharing)"
+    ]
+
+
+def evidence_bucket_problems(
+    bucket: str,
+    *,
+    exists: bool,
+    versioning: str | None,
+    object_lock: dict[str, Any] | None,
+    encryption_rules: list[dict[str, Any]] | None,
+    public_access_block: dict[str, Any] | None,
+) -> list[str]:
+    """The evidence bucket must be versioned, Object-Locked, KMS-encrypted and never public."""
+    if not exists:
+        return [
+            f"evidence bucket {bucket} does not exist; create it in the DR Region with Object Lock "
+            "(see README, 'Evidence bucket')"
+        ]
+    problems = []
+    if versioning != "Enabled":
+        problems.append(f"bucket {bucket} is not versioned (versioning {versioning or 'off'})")
+    if not object_lock or object_lock.get("ObjectLockEnabled") != "Enabled":
+        problems.append(
+            f"bucket {bucket} does not have Object Lock enabled; manifests and audit entries "
+            "must be immutable - create a new bucket with Object Lock on"
+        )
+    algorithms = {
+        (r.get("ApplyServerSideEncryptionByDefault") or {}).get("SSEAlgorithm")
+        for r in encryption_rules or []
+    }
+    if not algorithms & {"aws:kms", "aws:kms:dsse"}:
+        problems.append(f"bucket {bucket} has no default SSE-KMS encryption")
+    pab = public_access_block or {}
+    flags = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    if not all(pab.get(flag) for flag in flags):
+        problems.append(f"bucket {bucket} does not block all public access")
+    return problems

@@ -1,0 +1,105 @@
+"""The nightly run report: a JSON record and the same facts as readable text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from securedr.core.model import Verification
+
+
+def nightly_report(
+    *,
+    plan: str,
+    run_id: str,
+    started_at: str,
+    finished_at: str,
+    duration_seconds: float,
+    verifications: Sequence[Verification],
+    manifest: Mapping[str, Any] | None,
+    retention: Mapping[str, Any] | None,
+    failed_tasks: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The run's record. ``succeeded`` is true only if every copy verified and no step failed."""
+    failed = [v for v in verifications if not v.passed]
+    points = []
+    for v in verifications:
+        p = v.recovery_point
+        points.append(
+            {
+                "kind": p.kind,
+                "source": f"{p.source_region}/{p.source_id}",
+                "source_snapshot": p.snapshot_id,
+                "source_encrypted": p.source_encrypted,
+                "dr_copy": f"{p.dr_region}/{p.dr_snapshot_id}",
+                "dr_key": p.dr_kms_key_arn,
+                "size_gib": p.size_gib,
+                "verified": v.passed,
+                "problems": v.problems,
+                "incidents": v.incidents,
+            }
+        )
+    return {
+        "report": "securedr-nightly-backup",
+        "plan": plan,
+        "run_id": run_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "duration_seconds": round(duration_seconds, 1),
+        "succeeded": not failed and not failed_tasks,
+        "failed_tasks": list(failed_tasks),
+        "recovery_points": points,
+        "verified": len(verifications) - len(failed),
+        "failed_verification": [
+            f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
+        ],
+        "incidents": [i for v in verifications for i in v.incidents],
+        "manifest": dict(manifest) if manifest else None,
+        "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
+    }
+
+
+def render_nightly_text(report: Mapping[str, Any]) -> str:
+    """The report as plain text for logs, terminals and e-mail."""
+    outcome = "SUCCEEDED" if report["succeeded"] else "FAILED"
+    lines = [
+        f"SecureDR nightly backup - plan {report['plan']} - {outcome}",
+        f"Run {report['run_id']}, {report['duration_seconds']:.1f} s "
+        f"({report['started_at']} -> {report['finished_at']})",
+        "",
+        f"Protected resources: {len(report['recovery_points'])}, "
+        f"verified in the DR Region: {report['verified']}",
+    ]
+    rows = [("KIND", "SOURCE", "DR COPY", "DR KEY", "VERIFIED")]
+    for p in report["recovery_points"]:
+        source = p["source"] + ("" if p["source_encrypted"] else " (unencrypted at source)")
+        rows.append(
+            (p["kind"], source, p["dr_copy"], p["dr_key"] or "-", "yes" if p["verified"] else "NO")
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines += [
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in rows
+    ]
+    for p in report["recovery_points"]:
+        for problem in p["problems"]:
+            lines.append(f"  ! {p['source']}: {problem}")
+    lines.append("")
+    lines.append("Incidents: " + ("none" if not report["incidents"] else ""))
+    lines += [f"  - {i}" for i in report["incidents"]]
+    retention = report.get("retention")
+    if retention:
+        mode = " (dry run: nothing deleted)" if retention.get("dry_run") else ""
+        deleted = (
+            retention.get("would_delete") if retention.get("dry_run") else retention.get("deleted")
+        )
+        lines.append(
+            f"Retention{mode}: {len(deleted or [])} to delete, {retention.get('kept', 0)} kept "
+            f"of {retention.get('considered', 0)} SecureDR snapshots"
+        )
+    manifest = report.get("manifest")
+    if manifest:
+        lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")
+    if report["failed_tasks"]:
+        lines.append(f"Failed steps: {', '.join(report['failed_tasks'])}")
+    return "\n".join(lines)

@@ -1,0 +1,97 @@
+"""The closing step of a nightly run: the report, and the run's final verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from securedr.core.manifest import run_token
+from securedr.core.model import Verification
+from securedr.core.report import nightly_report, render_nightly_text
+from securedr.operators.base import SecureDrOperator, run_identity
+
+#: Where a local copy of each report goes, besides the evidence bucket.
+REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
+
+
+class NightlyReportOperator(SecureDrOperator):
+    """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
+    any DR copy failed verification or any earlier step failed, naming them.
+
+    Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
+    leaves a report behind.
+    """
+
+    template_fields: Sequence[str] = ("verifications", "manifest", "retention", "plan_path")
+
+    def __init__(self, *, verifications: Any, manifest: Any, retention: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.verifications = verifications
+        self.manifest = manifest
+        self.retention = retention
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        _, run_id = run_identity(context)
+        dag_run = context["dag_run"]
+        now = datetime.now(UTC)
+        started = (getattr(dag_run, "start_date", None) or now).astimezone(UTC)
+        failed_tasks = sorted(
+            task_id
+            for task_id, state in _task_states(context).items()
+            if task_id != self.task_id and str(state) in ("failed", "upstream_failed")
+        )
+        verdicts = [Verification.from_dict(v) for v in self.verifications or []]
+        report = nightly_report(
+            plan=self.plan.name,
+            run_id=run_id,
+            started_at=started.isoformat(),
+            finished_at=now.isoformat(),
+            duration_seconds=(now - started).total_seconds(),
+            verifications=verdicts,
+            manifest=self.manifest or None,
+            retention=self.retention or None,
+            failed_tasks=failed_tasks,
+        )
+        text = render_nightly_text(report)
+        stamp = started.strftime("%Y%m%dT%H%M%SZ")
+        base = self.evidence.key(
+            "reports", "nightly", self.plan.name, f"{stamp}-{run_token(run_id)}"
+        )
+        report["report_url"] = self.evidence.url(base + ".json")
+        for suffix, body, ctype in (
+            (".json", json.dumps(report, indent=2).encode(), "application/json"),
+            (".txt", text.encode(), "text/plain; charset=utf-8"),
+        ):
+            if not self.evidence.exists(base + suffix):
+                self.evidence.put(base + suffix, body, ctype)
+        local = os.environ.get(REPORTS_DIR_ENV)
+        if local:
+            path = Path(local) / f"nightly-{stamp}-{run_token(run_id)}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".json").write_text(json.dumps(report, indent=2))
+            path.with_suffix(".txt").write_text(text + "\n")
+            report["local_report"] = str(path.with_suffix(".txt"))
+        self.log.info("Run report (%s):\n%s", report["report_url"], text)
+        if not report["succeeded"]:
+            reasons = []
+            if report["failed_verification"]:
+                reasons.append(
+                    "DR copies failed verification: " + ", ".join(report["failed_verification"])
+                )
+            if failed_tasks:
+                reasons.append("steps failed: " + ", ".join(failed_tasks))
+            raise AirflowFailException("Nightly backup failed - " + "; ".join(reasons))
+        return report
+
+
+def _task_states(context: Any) -> dict[str, Any]:
+    """task_id -> state for this run, as the Airflow API reports it."""
+    dag_id, run_id = run_identity(context)
+    states = context["ti"].get_task_states(dag_id=dag_id, run_ids=[run_id])
+    return dict(states.get(run_id, {}))

@@ -1,0 +1,205 @@
+"""Seed the demo estate into the sandbox AWS.
+
+The estate exercises what a real one has: tagged EBS volumes in two source Regions (one of them
+unencrypted, which must come out encrypted in the DR Region), an encrypted RDS instance, an
+untagged volume that must be left alone, a customer-managed key per Region with rotation on, EBS
+snapshot block-public-access on, and the Object-Locked evidence bucket in the DR Region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from securedr.core.plan import Plan
+
+
+@dataclass
+class Estate:
+    """What was seeded, by Region."""
+
+    key_arns: dict[str, str] = field(default_factory=dict)
+    protected_volumes: dict[str, list[str]] = field(default_factory=dict)
+    unprotected_volumes: dict[str, list[str]] = field(default_factory=dict)
+    protected_databases: dict[str, list[str]] = field(default_factory=dict)
+    bucket: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
+
+
+def ensure_key(region: str, alias: str, endpoint_url: str | None) -> str:
+    """A customer-managed key with rotation on, reachable by ``alias``; returns its ARN."""
+    kms = _client("kms", region, endpoint_url)
+    for page in kms.get_paginator("list_aliases").paginate():
+        for entry in page["Aliases"]:
+            if entry["AliasName"] == alias and entry.get("TargetKeyId"):
+                return kms.describe_key(KeyId=alias)["KeyMetadata"]["Arn"]
+    key = kms.create_key(Description=f"SecureDR {alias} ({region})", KeyUsage="ENCRYPT_DECRYPT")
+    key_id = key["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=key_id)
+    kms.create_alias(AliasName=alias, TargetKeyId=key_id)
+    return key["KeyMetadata"]["Arn"]
+
+
+def _tags(name: str, plan: Plan | None, protected: bool) -> list[dict[str, str]]:
+    tags = [{"Key": "Name", "Value": name}, {"Key": "env", "Value": "demo"}]
+    if protected and plan is not None:
+        tags.append({"Key": plan.selection.tag_key, "Value": plan.selection.tag_value})
+    return tags
+
+
+def create_volume(
+    region: str,
+    name: str,
+    *,
+    plan: Plan | None,
+    protected: bool,
+    kms_key_arn: str | None,
+    endpoint_url: str | None,
+    size: int = 8,
+) -> str:
+    ec2 = _client("ec2", region, endpoint_url)
+    kwargs: dict[str, Any] = {"AvailabilityZone": f"{region}a", "Size": size, "VolumeType": "gp3"}
+    if kms_key_arn:
+        kwargs.update(Encrypted=True, KmsKeyId=kms_key_arn)
+    kwargs["TagSpecifications"] = [{"ResourceType": "volume", "Tags": _tags(name, plan, protected)}]
+    return ec2.create_volume(**kwargs)["VolumeId"]
+
+
+def create_database(
+    region: str, name: str, *, plan: Plan, kms_key_arn: str, endpoint_url: str | None
+) -> str:
+    rds = _client("rds", region, endpoint_url)
+    rds.create_db_instance(
+        DBInstanceIdentifier=name,
+        DBInstanceClass="db.t4g.micro",
+        Engine="postgres",
+        EngineVersion="16.3",
+        AllocatedStorage=20,
+        MasterUsername="dbadmin",
+        ManageMasterUserPassword=False,
+        MasterUserPassword="sandbox-only-password",  # emulator only, never a real DB
+        StorageEncrypted=True,
+        KmsKeyId=kms_key_arn,
+        PubliclyAccessible=False,
+        Tags=_tags(name, plan, protected=True),
+    )
+    return name
+
+
+def ensure_evidence_bucket(plan: Plan, key_arn: str, endpoint_url: str | None) -> str:
+    """The DR-Region bucket: versioned, Object Lock on with a default retention, SSE-KMS."""
+    region = plan.regions.dr
+    s3 = _client("s3", region, endpoint_url)
+    name = plan.evidence_bucket.name
+    try:
+        s3.head_bucket(Bucket=name)
+    except s3.exceptions.ClientError:
+        s3.create_bucket(
+            Bucket=name,
+            CreateBucketConfiguration={"LocationConstraint": region},
+            ObjectLockEnabledForBucket=True,
+        )
+    s3.put_object_lock_configuration(
+        Bucket=name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {
+                "DefaultRetention": {
+                    "Mode": plan.evidence_bucket.object_lock_mode,
+                    "Days": plan.evidence_bucket.object_lock_days,
+                }
+            },
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=name,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": key_arn,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=name,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    return name
+
+
+def block_public_snapshots(region: str, endpoint_url: str | None) -> None:
+    _client("ec2", region, endpoint_url).enable_snapshot_block_public_access(
+        State="block-all-sharing"
+    )
+
+
+def seed(plan: Plan, endpoint_url: str | None) -> Estate:
+    """Create the demo estate for ``plan``. Re-running adds resources; run it on a fresh sandbox."""
+    estate = Estate()
+    for region in plan.all_regions:
+        estate.key_arns[region] = ensure_key(region, plan.kms_key(region), endpoint_url)
+        block_public_snapshots(region, endpoint_url)
+    first, *others = plan.regions.sources
+    estate.protected_volumes[first] = [
+        create_volume(
+            first,
+            "orders-data",
+            plan=plan,
+            protected=True,
+            kms_key_arn=estate.key_arns[first],
+            endpoint_url=endpoint_url,
+            size=50,
+        )
+    ]
+    estate.unprotected_volumes[first] = [
+        create_volume(
+            first,
+            "scratch",
+            plan=plan,
+            protected=False,
+            kms_key_arn=estate.key_arns[first],
+            endpoint_url=endpoint_url,
+        )
+    ]
+    estate.protected_databases[first] = [
+        create_database(
+            first,
+            "orders-db",
+            plan=plan,
+            kms_key_arn=estate.key_arns[first],
+            endpoint_url=endpoint_url,
+        )
+    ]
+    for region in others:
+        # Unencrypted on purpose: its DR copy must still come out encrypted under the DR key.
+        estate.protected_volumes[region] = [
+            create_volume(
+                region,
+                "legacy-reports",
+                plan=plan,
+                protected=True,
+                kms_key_arn=None,
+                endpoint_url=endpoint_url,
+                size=20,
+            )
+        ]
+    estate.bucket = ensure_evidence_bucket(plan, estate.key_arns[plan.regions.dr], endpoint_url)
+    return estate

@@ -1,0 +1,102 @@
+"""Test environment: a throw-away AIRFLOW_HOME on SQLite, the sandbox AWS, keys and an estate.
+
+Environment variables are set at import time, before anything imports Airflow, so every
+component (and every subprocess a test starts) sees the same isolated configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="securedr-test-"))
+
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}',
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SECUREDR_HOME": str(_HOME / "securedr"),
+        "SECUREDR_PLAN": str(REPO / "include" / "dr_plan.yaml"),
+        "SECUREDR_REPORTS_DIR": str(_HOME / "securedr" / "reports"),
+    }
+)
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The metadata database, migrated once per session."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+    )
+    return _HOME
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    """The sandbox AWS (moto server mode) on 127.0.0.1, shared by the session."""
+    from sandbox.server import start
+
+    server, url = start()
+    os.environ["AWS_ENDPOINT_URL"] = url
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def aws(sandbox_url: str) -> str:
+    """A clean sandbox AWS for one test."""
+    from sandbox import moto_ext
+
+    urllib.request.urlopen(  # noqa: S310 - loopback
+        urllib.request.Request(f"{sandbox_url}/moto-api/reset", method="POST")
+    ).close()
+    moto_ext.reset()
+    return sandbox_url
+
+
+@pytest.fixture
+def signing_keys(monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, bytes]:
+    """A fresh manifest signing key: private key in the Airflow Variable, public key trusted."""
+    from securedr.core.signing import generate_signing_key
+
+    private, public = generate_signing_key()
+    keys = Path(os.environ["SECUREDR_HOME"]) / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    (keys / "trusted-signing-keys.pem").write_bytes(public)
+    monkeypatch.setenv("AIRFLOW_VAR_SECUREDR_SIGNING_PRIVATE_KEY", private.decode())
+    return private, public
+
+
+@pytest.fixture
+def plan():
+    from securedr.core.plan import load_plan
+
+    return load_plan()
+
+
+@pytest.fixture
+def estate(aws: str, plan, signing_keys):
+    """The demo estate seeded into a clean sandbox."""
+    from sandbox.estate import seed
+
+    return seed(plan, aws)
