@@ -29,7 +29,15 @@ TAG_VERIFIED = "securedr:verified"  # run id of the run that verified the copy
 ROLE_RECOVERY_POINT = "recovery-point"
 ROLE_DR_COPY = "dr-copy"
 
-LINEAGE_TAGS = (TAG_MANAGED, TAG_PLAN, TAG_RUN_ID, TAG_KIND, TAG_SOURCE_ID, TAG_SOURCE_REGION)
+LINEAGE_TAGS = (
+    TAG_MANAGED,
+    TAG_PLAN,
+    TAG_RUN_ID,
+    TAG_KIND,
+    TAG_SOURCE_ID,
+    TAG_SOURCE_REGION,
+    TAG_ROLE,
+)
 
 T = TypeVar("T", bound="_Record")
 
@@ -147,7 +155,7 @@ def rds_snapshot_identifier(db_identifier: str, run_id: str) -> str:
     """
     digest = hashlib.sha256(run_id.encode()).hexdigest()[:12]
     base = _RDS_ID_BAD.sub("-", db_identifier.lower()).strip("-")
-    base = re.sub(r"-{2,}", "-", base)[:200] or "db"
+    base = re.sub(r"-{2,}", "-", base)[:200].rstrip("-") or "db"
     return f"securedr-{base}-{digest}"
 
 

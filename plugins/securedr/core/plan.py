@@ -203,7 +203,7 @@ class Plan(_Model):
                     f"{region}: expected a KMS key alias ('alias/name'), key id or key ARN, "
                     f"found {key!r}"
                 )
-            if key == "alias/aws/ebs" or key.startswith("alias/aws/"):
+            if key.startswith("alias/aws/") or ":alias/aws/" in key:
                 raise ValueError(
                     f"{region}: {key!r} is an AWS-managed key; DR copies need a customer-managed "
                     "key (AWS-managed keys cannot be shared or rotated on your terms)"
@@ -261,12 +261,22 @@ def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
             str(resolved),
             [("(file)", f"not found; create it or set {PLAN_ENV_VAR} to the plan's path")],
         ) from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            str(resolved), [("(file)", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]
+        ) from None
+    except OSError as exc:
+        raise PlanError(str(resolved), [("(file)", f"cannot be read: {exc.strerror}")]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise PlanError(str(resolved), [(where, f"not valid YAML: {exc}")]) from None
+    except ValueError as exc:  # PyYAML builds dates and times itself and raises plain errors
+        raise PlanError(
+            str(resolved), [("(file)", f"holds a value YAML cannot read: {exc}")]
+        ) from None
     return parse_plan(data, str(resolved))
 
 
@@ -290,6 +300,6 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         return path, "is not a plan field (check the spelling; see include/dr_plan.yaml)"
     message = str(err["msg"]).removeprefix("Value error, ")
-    if kind.endswith("_type") or kind.startswith(("greater", "less", "too_", "literal", "string")):
-        return path, f"{message}; found {found!r}"
-    return path, message
+    if kind in ("value_error", "assertion_error") or isinstance(found, dict):
+        return path, message
+    return path, f"{message}; found {found!r}"
