@@ -6,7 +6,7 @@ pre-flight checks -> discover -> recovery points -> wait -> copy to the DR Regio
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
@@ -26,8 +26,7 @@ with DAG(
     dag_id="dr_nightly_backup",
     description="Encrypted, verified, signed DR copies of every protected resource",
     schedule="0 2 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
+    catchup=False,  # and no start_date: deploying never starts a surprise run
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     params={

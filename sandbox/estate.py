@@ -8,6 +8,7 @@ snapshot block-public-access on, and the Object-Locked evidence bucket in the DR
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,9 @@ class Estate:
         return self.__dict__.copy()
 
 
+@functools.cache
 def _client(service: str, region: str, endpoint_url: str | None) -> Any:
+    # Cached: building a botocore client costs about half a second, and tests seed often.
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
 
 

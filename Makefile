@@ -1,0 +1,47 @@
+# SecureDR: `make demo` runs the nightly backup on the embedded default; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
+export SECUREDR_HOME ?= $(CURDIR)/.securedr
+
+.PHONY: setup demo up down test test-fast lint format bench audit-verify clean
+
+# The virtualenv, rebuilt whenever a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "SecureDR needs Python 3.11 or newer (found $$($(PYTHON) --version))"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip uv
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m sandbox.stack demo
+
+up: setup
+	$(PY) -m sandbox.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m sandbox.stack down; fi
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not e2e"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: down
+	rm -rf $(SECUREDR_HOME) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,474 @@
+"""The embedded default stack: sandbox AWS + real Airflow components on this machine.
+
+``python -m sandbox.stack up`` starts, in the background and all on 127.0.0.1:
+
+- the sandbox AWS (moto server mode) with the demo estate seeded into it;
+- Airflow on SQLite in ``$SECUREDR_HOME/airflow`` with its real components: api-server,
+  scheduler (LocalExecutor), dag-processor and triggerer; demo users from SimpleAuthManager.
+
+``down`` stops everything ``up`` started; ``demo`` runs ``dr_nightly_backup`` through the REST
+API and prints its report. State lives in ``$SECUREDR_HOME`` (default ``.securedr/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_HOME = REPO / ".securedr"
+DEFAULT_PLAN = REPO / "include" / "dr_plan.yaml"
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+#: SimpleAuthManager users: who may do what in the demo (roles: admin, op, user, viewer).
+DEMO_USERS = {"admin": "admin", "alice": "op", "bob": "op", "carol": "op", "mallory": "viewer"}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Stack:
+    home: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "stack.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def state(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {}
+        return dict(json.loads(self.state_file.read_text()))
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    # ------------------------------------------------------------------ environment
+    def env(self, aws_url: str, api_port: int, jwt_secret: str) -> dict[str, str]:
+        """The environment every component runs with (and what a CLI user would export)."""
+        airflow_home = self.home / "airflow"
+        keys = self.home / "keys"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
+        env.update(
+            {
+                "AIRFLOW_HOME": str(airflow_home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                    f"{u}:{r}" for u, r in DEMO_USERS.items()
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(
+                    self.home / "passwords.json"
+                ),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+                "AIRFLOW__API__PORT": str(api_port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": (
+                    f"http://127.0.0.1:{api_port}/execution/"
+                ),
+                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
+                "AIRFLOW_CONN_AWS_DEFAULT": '{"conn_type": "aws"}',
+                "AWS_ENDPOINT_URL": aws_url,
+                "AWS_ACCESS_KEY_ID": "sandbox",
+                "AWS_SECRET_ACCESS_KEY": "sandbox",  # the emulator accepts any credentials
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "SECUREDR_HOME": str(self.home),
+                "SECUREDR_PLAN": os.environ.get(
+                    "SECUREDR_PLAN", str(REPO / "include/dr_plan.yaml")
+                ),
+                "SECUREDR_REPORTS_DIR": str(self.home / "reports"),
+                "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
+            }
+        )
+        signing_key = keys / "signing-private-key.pem"
+        if signing_key.exists():
+            # Demo only: production deployments keep this in a secrets backend (README).
+            env["AIRFLOW_VAR_SECUREDR_SIGNING_PRIVATE_KEY"] = signing_key.read_text()
+        env["AIRFLOW_VAR_SECUREDR_RESTORE_EXTERNAL_ID"] = self._external_id()
+        return env
+
+    def _external_id(self) -> str:
+        path = self.home / "keys" / "restore-external-id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(16))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        return proc.pid
+
+    def up(self, *, api_port: int | None = None, quiet: bool = False) -> dict[str, Any]:
+        """Start everything (idempotent: a running stack is left as it is)."""
+        from sandbox.server import free_port, wait_until_up
+
+        state = self.state()
+        if state and self.running(state):
+            return state
+        self.down(quiet=True)
+        self.home.mkdir(parents=True, exist_ok=True)
+        say = (lambda *_: None) if quiet else (lambda msg: print(msg, flush=True))
+
+        port_file = self.home / "aws.port"
+        port_file.unlink(missing_ok=True)
+        pids: dict[str, int] = {}
+        pids["sandbox-aws"] = self._spawn(
+            "sandbox-aws",
+            [sys.executable, "-m", "sandbox.server", "--port-file", str(port_file)],
+            {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])},
+        )
+        self.save({"pids": pids})
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            if time.monotonic() > deadline:
+                raise StackError(f"sandbox AWS did not start; see {self.logs}/sandbox-aws.log")
+            time.sleep(0.2)
+        aws_url = f"http://127.0.0.1:{port_file.read_text().strip()}"
+        wait_until_up(aws_url)
+        say(f"Sandbox AWS (moto) on {aws_url}")
+
+        api_port = api_port or int(os.environ.get("SECUREDR_API_PORT", 0)) or free_port()
+        jwt_secret = secrets.token_urlsafe(32)
+        self._provision_keys()
+        env = self.env(aws_url, api_port, jwt_secret)
+        estate = self._seed(env)
+        say(
+            "Demo estate seeded: "
+            + ", ".join(
+                f"{len(v)} volume(s) in {r}" for r, v in estate["protected_volumes"].items()
+            )
+            + f", {sum(len(v) for v in estate['protected_databases'].values())} database(s)"
+        )
+        self._write_passwords()
+
+        say("Migrating the Airflow metadata database (SQLite)...")
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            env=env,
+            check=True,
+            stdout=(self.logs / "db-migrate.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        for component in COMPONENTS:
+            pids[component] = self._spawn(
+                component, [sys.executable, "-m", "airflow", component], env
+            )
+        state = {
+            "pids": pids,
+            "aws_url": aws_url,
+            "api_port": api_port,
+            "api_url": f"http://127.0.0.1:{api_port}",
+            "jwt_secret": jwt_secret,
+            "estate": estate,
+        }
+        self.save(state)
+        say(f"Starting Airflow ({', '.join(COMPONENTS)})...")
+        self.wait_ready(state)
+        say(f"Airflow is up at {state['api_url']}")
+        return state
+
+    def _provision_keys(self) -> None:
+        """A manifest signing key pair for the demo, the public half in the trusted bundle."""
+        from securedr.core.signing import generate_signing_key
+
+        keys = self.home / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        private_path = keys / "signing-private-key.pem"
+        trusted = keys / "trusted-signing-keys.pem"
+        if not private_path.exists():
+            private, public = generate_signing_key()
+            private_path.write_bytes(private)
+            private_path.chmod(0o600)
+            with trusted.open("ab") as bundle:
+                bundle.write(public)
+
+    def _seed(self, env: dict[str, str]) -> dict[str, Any]:
+        code = (
+            "import json,os\n"
+            "from sandbox.estate import seed\n"
+            "from securedr.core.plan import load_plan\n"
+            "print(json.dumps(seed(load_plan(), os.environ['AWS_ENDPOINT_URL']).to_dict()))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        )
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def _write_passwords(self) -> None:
+        path = self.home / "passwords.json"
+        if path.exists():
+            return
+        path.write_text(json.dumps({u: secrets.token_urlsafe(12) for u in DEMO_USERS}))
+        path.chmod(0o600)
+
+    def passwords(self) -> dict[str, str]:
+        return dict(json.loads((self.home / "passwords.json").read_text()))
+
+    def running(self, state: dict[str, Any]) -> bool:
+        pids = state.get("pids", {})
+        return bool(pids) and all(_alive(pid) for pid in pids.values())
+
+    def wait_ready(self, state: dict[str, Any], timeout: float = 180) -> None:
+        """Until the API answers and the DAGs are parsed, or a component died (with its log)."""
+        api = AirflowApi(state["api_url"])
+        deadline = time.monotonic() + timeout
+        while True:
+            for name, pid in state["pids"].items():
+                if not _alive(pid):
+                    tail = _tail(self.logs / f"{name}.log")
+                    raise StackError(f"{name} exited during start-up; its log ends:\n{tail}")
+            try:
+                api.login("admin", self.passwords()["admin"])
+                if api.get("/api/v2/dags/dr_nightly_backup"):
+                    return
+            except (urllib.error.URLError, ConnectionError, StackError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"Airflow was not ready after {timeout:.0f}s; see {self.logs}")
+            time.sleep(1)
+
+    def down(self, quiet: bool = False) -> None:
+        """Stop every process ``up`` started, sandbox AWS included."""
+        state = self.state()
+        for name, pid in reversed(list(state.get("pids", {}).items())):
+            _stop(pid)
+            if not quiet:
+                print(f"stopped {name} (pid {pid})")
+        if state:
+            state["pids"] = {}
+            self.save(state)
+
+
+# ---------------------------------------------------------------------- REST API client
+class AirflowApi:
+    """A small client for Airflow 3's public REST API (``/api/v2``) with JWT login."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token: str | None = None
+
+    def login(self, username: str, password: str) -> AirflowApi:
+        body = self._request("POST", "/auth/token", {"username": username, "password": password})
+        self.token = body["access_token"]
+        return self
+
+    def _request(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(  # noqa: S310 - loopback URL we built
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise StackError(f"{method} {path} -> HTTP {exc.code}: {detail}") from None
+        return json.loads(raw) if raw else None
+
+    def get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def post(self, path: str, payload: Any) -> Any:
+        return self._request("POST", path, payload)
+
+    def patch(self, path: str, payload: Any) -> Any:
+        return self._request("PATCH", path, payload)
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        run = self.post(
+            f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
+        )
+        return str(run["dag_run_id"])
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        quoted = urllib.request.quote(run_id, safe="")
+        return str(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}")["state"])
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        quoted = urllib.request.quote(run_id, safe="")
+        body = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances")
+        return {ti["task_id"]: str(ti["state"]) for ti in body["task_instances"]}
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        quoted = urllib.request.quote(run_id, safe="")
+        body = self.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/xcomEntries/"
+            "return_value?deserialize=true"
+        )
+        value = body["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    def wait(
+        self, dag_id: str, run_id: str, timeout: float = 600, until: tuple[str, ...] = ()
+    ) -> str:
+        """Until the run finishes (or reaches one of ``until``); prints progress as it goes."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            state = self.run_state(dag_id, run_id)
+            for task, task_state in self.task_states(dag_id, run_id).items():
+                if seen.get(task) != task_state and task_state not in (
+                    "None",
+                    "scheduled",
+                    "queued",
+                ):
+                    print(f"  {task:<32} {task_state}", flush=True)
+                    seen[task] = task_state
+            if state in ("success", "failed") or state in until or set(seen.values()) & set(until):
+                return state
+            if time.monotonic() > deadline:
+                raise StackError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s")
+            time.sleep(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def _stop(pid: int, grace: float = 15) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        return
+    deadline = time.monotonic() + grace
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------- commands
+def run_nightly(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
+    """Trigger dr_nightly_backup as the scheduler would, wait, and return its report."""
+    api = AirflowApi(state["api_url"]).login("admin", stack.passwords()["admin"])
+    run_id = api.trigger("dr_nightly_backup")
+    print(f"\nTriggered dr_nightly_backup run {run_id} through the REST API; waiting...")
+    started = time.monotonic()
+    final = api.wait("dr_nightly_backup", run_id, timeout=900)
+    elapsed = time.monotonic() - started
+    report = api.xcom("dr_nightly_backup", run_id, "report_run") if final == "success" else None
+    return {"run_id": run_id, "state": final, "elapsed": elapsed, "report": report}
+
+
+def print_nightly(result: dict[str, Any], stack: Stack) -> None:
+    from securedr.core.report import render_nightly_text
+
+    print()
+    if result["report"] is None:
+        print(f"dr_nightly_backup ended {result['state']} after {result['elapsed']:.0f}s.")
+        print(f"Task logs: {stack.home}/airflow/logs")
+        return
+    print(render_nightly_text(result["report"]))
+    print(f"Full report: {result['report']['report_url']}")
+    if result["report"].get("local_report"):
+        print(f"             {result['report']['local_report']} (local copy)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument(
+        "--home", type=Path, default=Path(os.environ.get("SECUREDR_HOME", DEFAULT_HOME))
+    )
+    parser.add_argument("--keep", action="store_true", help="demo: leave the stack running")
+    args = parser.parse_args(argv)
+    stack = Stack(args.home.resolve())
+    if args.command == "down":
+        stack.down()
+        return 0
+    if args.command == "status":
+        state = stack.state()
+        running = bool(state) and stack.running(state)
+        print(f"stack {'running at ' + state['api_url'] if running else 'not running'}")
+        return 0 if running else 1
+    previous = stack.state()
+    was_running = bool(previous) and stack.running(previous)
+    try:
+        state = stack.up()
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"error: could not start the stack: {exc}", file=sys.stderr)
+        stack.down(quiet=True)
+        return 1
+    if args.command == "up":
+        print(f"\nAirflow UI: {state['api_url']}   (stop everything with: make down)")
+        print("Logins (SimpleAuthManager, demo only):")
+        for user, password in stack.passwords().items():
+            print(f"  {user:<8} {password:<20} role {DEMO_USERS[user]}")
+        return 0
+    try:
+        result = run_nightly(stack, state)
+        print_nightly(result, stack)
+        return 0 if result["state"] == "success" else 1
+    finally:
+        if not (args.keep or was_running):
+            stack.down(quiet=True)
+            print("\nStack stopped (run `make up` to keep it running and explore the UI).")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
