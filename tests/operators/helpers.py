@@ -9,7 +9,9 @@ from typing import Any
 ACCOUNT = "123456789012"
 
 
-def task_context(run_id: str = "manual__2026-11-26T02:00:00+00:00", dag_id: str = "dr_nightly_backup"):
+def task_context(
+    run_id: str = "manual__2026-11-26T02:00:00+00:00", dag_id: str = "dr_nightly_backup"
+):
     """The parts of an Airflow task context SecureDR operators read."""
     return {
         "run_id": run_id,

@@ -81,8 +81,14 @@ def _untrusted_signing_key(plan):
         (_bucket_public_access_open, "does not block all public access"),
         (_untrusted_signing_key, "is not among the trusted keys"),
     ],
-    ids=["disabled-key", "key-pending-deletion", "rotation-off", "snapshot-bpa-off",
-         "bucket-public-access", "untrusted-signing-key"],
+    ids=[
+        "disabled-key",
+        "key-pending-deletion",
+        "rotation-off",
+        "snapshot-bpa-off",
+        "bucket-public-access",
+        "untrusted-signing-key",
+    ],
 )
 def test_failed_check_stops_the_run_with_its_reason(estate, plan, ctx, break_it, expected):
     break_it(plan)

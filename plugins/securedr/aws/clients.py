@@ -7,28 +7,36 @@ the plan or the operator says otherwise), exactly as for the provider's own oper
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+# Building a botocore client parses the service model (about half a second for EC2), and one
+# task talks to several services in several Regions, so clients are shared for the life of the
+# process. botocore clients are thread-safe and refresh assumed-role credentials themselves.
+_CLIENTS: dict[tuple[str | None, str, str, str | None], Any] = {}
+_LOCK = threading.Lock()
+
 
 class AwsClients:
-    """A cache of boto3 clients, one per (service, Region), for one Airflow AWS connection."""
+    """boto3 clients, one per (service, Region), for one Airflow AWS connection."""
 
     def __init__(self, aws_conn_id: str | None = "aws_default") -> None:
         self.aws_conn_id = aws_conn_id
-        self._clients: dict[tuple[str, str], Any] = {}
 
     def hook(self, service: str, region: str) -> AwsBaseHook:
         return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service, region_name=region)
 
     def client(self, service: str, region: str) -> Any:
-        key = (service, region)
-        if key not in self._clients:
-            self._clients[key] = self.hook(service, region).conn
-        return self._clients[key]
+        key = (self.aws_conn_id, service, region, os.environ.get("AWS_ENDPOINT_URL"))
+        with _LOCK:
+            if key not in _CLIENTS:
+                _CLIENTS[key] = self.hook(service, region).conn
+            return _CLIENTS[key]
 
     def ec2(self, region: str) -> Any:
         return self.client("ec2", region)
