@@ -24,8 +24,12 @@ class Result:
         with create_session() as session:
             row = (
                 session.query(XComModel)
-                .filter_by(dag_id=self.run.dag_id, run_id=self.run.run_id, task_id=task_id,
-                           key="return_value")
+                .filter_by(
+                    dag_id=self.run.dag_id,
+                    run_id=self.run.run_id,
+                    task_id=task_id,
+                    key="return_value",
+                )
                 .one_or_none()
             )
             return None if row is None else XComModel.deserialize_value(row)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import pytest
 
+from securedr.core import signing
+from securedr.core.manifest import check_manifest
 from tests.dagrun import run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
-def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan):
+def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan, signing_keys):
     result = run_dag("dr_nightly_backup")
     assert result.state == "success", result.states
     dr = plan.regions.dr
@@ -31,3 +35,20 @@ def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan):
     db_copies = rds.describe_db_snapshots()["DBSnapshots"]
     assert len(db_copies) == 1
     assert db_copies[0]["Encrypted"] and db_copies[0]["KmsKeyId"] == dr_key
+
+    manifest_info = result.xcom("sign_run_manifest")
+    body = (
+        boto3.client("s3", region_name=dr)
+        .get_object(Bucket=plan.evidence_bucket.name, Key=manifest_info["key"])["Body"]
+        .read()
+    )
+    _, public = signing_keys
+    payload = check_manifest(signing.verify_document(json.loads(body), [public]), plan=plan.name)
+    assert payload["summary"] == {"recovery_points": 3, "verified": 3}
+    assert {p["dr_kms_key_arn"] for p in payload["recovery_points"]} == {dr_key}
+
+    retention = result.xcom("apply_retention")
+    assert retention["considered"] == 6  # 3 recovery points + 3 DR copies, all kept
+    assert retention["deleted"] == []
+    report = result.xcom("report_run")
+    assert report["succeeded"] and report["incidents"] == []
