@@ -39,24 +39,25 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
             time.sleep(0.1)
 
 
-def start(port: int | None = None) -> tuple[ThreadedMotoServer, str]:
-    """Start moto on 127.0.0.1 in this process; return the server and its endpoint URL."""
+def start(port: int | None = None, host: str = "127.0.0.1") -> tuple[ThreadedMotoServer, str]:
+    """Start moto in this process (loopback unless told otherwise); return it and its URL."""
     moto_ext.install()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = port or free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"  # noqa: S104
     wait_until_up(url)
     return server, url
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 only inside a container")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, required=True)
     args = parser.parse_args()
-    server, url = start(args.port or None)
+    server, url = start(args.port or None, args.host)
     args.port_file.write_text(url.rsplit(":", 1)[1])
     print(f"sandbox AWS listening on {url}", flush=True)
     stop = threading.Event()

@@ -1,0 +1,83 @@
+"""The restore role's IAM documents, rendered for one plan and account.
+
+``include/iam/securedr-restore-policy.json`` (permissions) and
+``include/iam/securedr-restore-trust-policy.json`` (who may assume the role) are templates with
+``${Name}`` placeholders. :func:`render` fills them; a placeholder without a value is an error,
+never left in a live policy. A statement whose only resource is an unset optional value (the
+SNS topic when notifications are off) is dropped rather than widened.
+
+Pure module: no Airflow, no boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from securedr.core.plan import Plan
+
+IAM_DIR = Path(__file__).resolve().parents[3] / "include" / "iam"
+POLICY_TEMPLATE = IAM_DIR / "securedr-restore-policy.json"
+TRUST_TEMPLATE = IAM_DIR / "securedr-restore-trust-policy.json"
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
+
+
+class TemplateError(ValueError):
+    """A template placeholder has no value."""
+
+
+def policy_values(
+    plan: Plan, *, account_id: str, dr_key_arn: str, sns_topic_arn: str | None = None
+) -> dict[str, str | None]:
+    """The placeholder values of the permissions policy for ``plan`` in ``account_id``."""
+    return {
+        "AccountId": account_id,
+        "DrRegion": plan.regions.dr,
+        "Plan": plan.name,
+        "EvidenceBucket": plan.evidence_bucket.name,
+        "EvidencePrefix": plan.evidence_bucket.prefix.strip("/"),
+        "DrKeyArn": dr_key_arn,
+        # RDS names the default subnet group "default" when none is given.
+        "DbSubnetGroup": plan.restore.db_subnet_group or "default",
+        "SnsTopicArn": sns_topic_arn or plan.notifications.sns_topic_arn,
+    }
+
+
+def placeholders(template: str) -> set[str]:
+    return set(_PLACEHOLDER.findall(template))
+
+
+def render(template: str, values: Mapping[str, str | None]) -> dict[str, Any]:
+    """Fill ``template`` (policy JSON text) with ``values``; return the policy document.
+
+    Statements whose resources all depend on a value that is ``None`` are removed; any other
+    placeholder without a value raises :class:`TemplateError`.
+    """
+    document = json.loads(template)
+    kept = []
+    for statement in document["Statement"]:
+        text = json.dumps(statement)
+        names = placeholders(text)
+        unset = {n for n in names if n in values and values[n] is None}
+        if unset and all(
+            placeholders(json.dumps(r)) & unset for r in _as_list(statement.get("Resource"))
+        ):
+            continue
+        missing = sorted(n for n in names if values.get(n) is None)
+        if missing:
+            raise TemplateError(
+                f"no value for {', '.join(missing)} in statement {statement.get('Sid')}"
+            )
+        kept.append(json.loads(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)))
+    document["Statement"] = kept
+    return dict(document)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]

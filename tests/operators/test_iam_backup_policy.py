@@ -1,0 +1,263 @@
+"""The shipped backup policy allows exactly what a nightly run calls, scoped where AWS allows."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from securedr.core.iam import render
+from securedr.core.model import lineage_tags
+from securedr.operators.dr_copy import CopyToDrRegionOperator
+from securedr.operators.manifest import SignRunManifestOperator
+from securedr.operators.preflight import PreflightChecksOperator
+from securedr.operators.recovery_points import (
+    CreateRecoveryPointsOperator,
+    DiscoverProtectedResourcesOperator,
+)
+from securedr.operators.report import NightlyReportOperator
+from securedr.operators.retention import ApplyRetentionOperator
+from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.triggers.recovery_points import RecoveryPointsTrigger
+from tests.operators.helpers import ACCOUNT, ec2_backend, rds_backend
+
+POLICY = Path(__file__).resolve().parents[2] / "include" / "iam" / "securedr-backup-policy.json"
+
+#: API operations whose IAM action is not "<service>:<Operation>".
+S3_ACTIONS = {
+    "HeadBucket": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "HeadObject": "s3:GetObject",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+}
+#: AWS evaluates no resource for these, so "*" is the only possible resource.
+UNSCOPABLE = {
+    "ec2:DescribeVolumes",
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeSnapshotAttribute",
+    "ec2:GetSnapshotBlockPublicAccessState",
+}
+#: Called by EBS, RDS and S3 on the caller's behalf, never by SecureDR's code directly.
+VIA_SERVICE = {
+    "kms:CreateGrant",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKey",
+}
+#: Implied by a call with Object Lock parameters (PutObject with a retain-until date).
+IMPLIED = {"s3:PutObjectRetention"}
+
+
+def _action(service: str, operation: str) -> str:
+    if service == "s3":
+        return S3_ACTIONS.get(operation, f"s3:{operation}")
+    return f"{service}:{operation}"
+
+
+@contextmanager
+def recorded_calls():
+    """Every AWS API call made inside the block, sync (boto3) and async (aiobotocore)."""
+    import aiobotocore.client
+    import botocore.client
+
+    calls: set[str] = set()
+    sync_call = botocore.client.BaseClient._make_api_call
+    async_call = aiobotocore.client.AioBaseClient._make_api_call
+
+    def record(client, operation):
+        calls.add(_action(client.meta.service_model.endpoint_prefix, operation))
+
+    def sync(self, operation, params):
+        record(self, operation)
+        return sync_call(self, operation, params)
+
+    async def asynchronous(self, operation, params):
+        record(self, operation)
+        return await async_call(self, operation, params)
+
+    botocore.client.BaseClient._make_api_call = sync
+    aiobotocore.client.AioBaseClient._make_api_call = asynchronous
+    try:
+        yield calls
+    finally:
+        botocore.client.BaseClient._make_api_call = sync_call
+        aiobotocore.client.AioBaseClient._make_api_call = async_call
+
+
+def _policy(plan) -> dict:
+    return render(
+        POLICY.read_text(),
+        {
+            "AccountId": ACCOUNT,
+            "Plan": plan.name,
+            "EvidenceBucket": plan.evidence_bucket.name,
+            "EvidencePrefix": plan.evidence_bucket.prefix,
+        },
+    )
+
+
+def _allowed(policy: dict) -> set[str]:
+    actions: set[str] = set()
+    for statement in policy["Statement"]:
+        assert statement["Effect"] == "Allow"
+        listed = statement["Action"]
+        actions |= set([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def _statements_for(policy: dict, action: str) -> list[dict]:
+    return [
+        s
+        for s in policy["Statement"]
+        if any(
+            fnmatch.fnmatchcase(action, a)
+            for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        )
+    ]
+
+
+def test_policy_has_no_wildcard_actions_and_scopes_every_resource_it_can(plan):
+    policy = _policy(plan)
+    for statement in policy["Statement"]:
+        actions = (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
+        for action in actions:
+            assert "*" not in action, f"{statement['Sid']}: wildcard action {action}"
+        resources = statement["Resource"]
+        resources = [resources] if isinstance(resources, str) else resources
+        if "*" in resources:
+            assert set(actions) <= UNSCOPABLE, f"{statement['Sid']}: '*' for {actions}"
+        for resource in resources:
+            if resource != "*":
+                assert resource.startswith("arn:aws:"), resource
+    for action in VIA_SERVICE:
+        for statement in _statements_for(policy, action):
+            assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), action
+    for action in ("ec2:DeleteSnapshot", "ec2:ModifySnapshotAttribute"):
+        for statement in _statements_for(policy, action):
+            condition = statement["Condition"]["StringEquals"]
+            assert condition["aws:ResourceTag/securedr:managed"] == "true"
+            assert condition["aws:ResourceTag/securedr:plan"] == plan.name
+
+
+def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan, ctx):
+    dr = plan.regions.dr
+    # An expired copy (so retention deletes) and, after copying, a public copy (so verify unshares).
+    volume = boto3.client("ec2", region_name=dr).create_volume(AvailabilityZone=f"{dr}a", Size=1)
+    tags = lineage_tags(
+        plan=plan.name,
+        run_id="old",
+        kind="ebs",
+        source_id="vol-gone",
+        source_region="us-east-1",
+        role="dr-copy",
+    )
+    tags["securedr:verified"] = "old"
+    old = [
+        boto3.client("ec2", region_name=dr).create_snapshot(
+            VolumeId=volume["VolumeId"],
+            TagSpecifications=[
+                {
+                    "ResourceType": "snapshot",
+                    "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
+                }
+            ],
+        )["SnapshotId"]
+        for _ in range(5)
+    ]
+    for age, snapshot_id in enumerate(old):
+        ec2_backend(dr).snapshots[snapshot_id].start_time = datetime.now(UTC) - timedelta(
+            days=30 + age
+        )
+
+    rds_tags = lineage_tags(
+        plan=plan.name,
+        run_id="old",
+        kind="rds",
+        source_id="orders-db",
+        source_region="us-east-1",
+        role="recovery-point",
+    )
+    rds_tags["securedr:verified"] = "old"
+    for age in range(5):
+        identifier = f"securedr-orders-db-old{age}"
+        boto3.client("rds", region_name="us-east-1").create_db_snapshot(
+            DBInstanceIdentifier="orders-db",
+            DBSnapshotIdentifier=identifier,
+            Tags=[{"Key": k, "Value": v} for k, v in rds_tags.items()],
+        )
+        rds_backend("us-east-1").database_snapshots[identifier].created = datetime.now(
+            UTC
+        ) - timedelta(days=30 + age)
+
+    with recorded_calls() as calls:
+        PreflightChecksOperator(task_id="preflight").execute(ctx)
+        found = DiscoverProtectedResourcesOperator(task_id="discover").execute(ctx)
+        points = CreateRecoveryPointsOperator(
+            task_id="snapshot", protected_resources=found
+        ).execute(ctx)
+        trigger = RecoveryPointsTrigger(
+            refs=[
+                {"kind": p["kind"], "region": p["source_region"], "snapshot_id": p["snapshot_id"]}
+                for p in points
+            ],
+            poll_seconds=0.1,
+        )
+
+        async def first_event():
+            async for event in trigger.run():
+                return event
+
+        asyncio.run(first_event())
+        copied = CopyToDrRegionOperator(task_id="copy", points=points).execute(ctx)
+    for kind in ("ebs", "rds"):
+        target = next(p for p in copied if p["kind"] == kind)
+        if kind == "ebs":
+            boto3.client("ec2", region_name=dr).modify_snapshot_attribute(
+                SnapshotId=target["dr_snapshot_id"],
+                Attribute="createVolumePermission",
+                OperationType="add",
+                GroupNames=["all"],
+            )
+        else:
+            boto3.client("rds", region_name=dr).modify_db_snapshot_attribute(
+                DBSnapshotIdentifier=target["dr_snapshot_id"],
+                AttributeName="restore",
+                ValuesToAdd=["111122223333"],
+            )
+    with recorded_calls() as later:
+        verdicts = VerifyDrCopiesOperator(task_id="verify", points=copied).execute(ctx)
+        manifest = SignRunManifestOperator(task_id="manifest", verifications=verdicts).execute(ctx)
+        retention = ApplyRetentionOperator(task_id="retention", verifications=verdicts).execute(ctx)
+
+        class TI:
+            def get_task_states(self, dag_id, run_ids):
+                return {run_ids[0]: {}}
+
+        NightlyReportOperator(
+            task_id="report_run", verifications=verdicts, manifest=manifest, retention=retention
+        ).execute({**ctx, "ti": TI()})
+    calls |= later
+    assert retention["deleted"], "the run exercised deletion"
+
+    policy = _policy(plan)
+    allowed = _allowed(policy)
+    assert calls - allowed == set(), f"calls the policy does not allow: {calls - allowed}"
+    unused = allowed - calls - VIA_SERVICE - IMPLIED
+    assert unused == set(), f"the policy allows more than the run needs: {unused}"
+
+
+@pytest.mark.parametrize("action", sorted(VIA_SERVICE | IMPLIED))
+def test_indirect_permissions_are_granted(plan, action):
+    assert action in _allowed(_policy(plan))
