@@ -67,9 +67,8 @@ def aws(sandbox_url: str) -> str:
     """A clean sandbox AWS for one test."""
     from sandbox import moto_ext
 
-    urllib.request.urlopen(  # noqa: S310 - loopback
-        urllib.request.Request(f"{sandbox_url}/moto-api/reset", method="POST")
-    ).close()
+    reset = urllib.request.Request(f"{sandbox_url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(reset).close()
     moto_ext.reset()
     return sandbox_url
 
@@ -100,3 +99,20 @@ def estate(aws: str, plan, signing_keys):
     from sandbox.estate import seed
 
     return seed(plan, aws)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The embedded default as users run it: sandbox AWS and Airflow's real components.
+
+    Started once per session (about a minute) and stopped at the end, also on failure.
+    """
+    from sandbox.stack import Stack
+
+    home = tmp_path_factory.mktemp("stack")
+    instance = Stack(home=home)
+    try:
+        state = instance.up(quiet=True)
+        yield {"stack": instance, **state, "passwords": instance.passwords()}
+    finally:
+        instance.down(quiet=True)
