@@ -15,6 +15,10 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
+from securedr.aws.errors import chunks, error_code
+
+__all__ = ["AwsClients", "chunks", "error_code"]
+
 # Building a botocore client parses the service model (about half a second for EC2), and one
 # task talks to several services in several Regions, so clients are shared for the life of the
 # process. botocore clients are thread-safe and refresh assumed-role credentials themselves.
@@ -55,13 +59,3 @@ class AwsClients:
         """An aiobotocore client for use inside a trigger's event loop."""
         async with await self.hook(service, region).get_async_conn() as client:
             yield client
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a botocore ``ClientError`` (empty for anything else)."""
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from securedr.aws.clients import error_code
+from securedr.aws.errors import error_code
 from securedr.core.model import TAG_MANAGED, TAG_PLAN, dict_to_tags, tags_to_dict
 
 TAG_DRILL = "securedr:drill"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from securedr.aws.clients import chunks
+from securedr.aws.errors import chunks
 from securedr.core.model import Resource, dict_to_tags, tags_to_dict
 
 DESCRIBE_BATCH = 200

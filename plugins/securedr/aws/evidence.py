@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from securedr.aws.clients import error_code
+from securedr.aws.errors import error_code
 
 
 class EvidenceExists(Exception):

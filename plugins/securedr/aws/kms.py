@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from securedr.aws.clients import error_code
+from securedr.aws.errors import error_code
 
 
 def describe_key(kms: Any, key: str) -> dict[str, Any] | None:

@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import ebs, rds
-from securedr.aws.clients import error_code
+from securedr.aws.errors import error_code
 from securedr.aws.snapshots import ref_key, statuses
 from securedr.core.model import (
     ROLE_DR_COPY,

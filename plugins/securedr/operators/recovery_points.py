@@ -9,7 +9,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import ebs, rds
-from securedr.aws.clients import error_code
+from securedr.aws.errors import error_code
 from securedr.core.model import (
     ROLE_RECOVERY_POINT,
     TAG_PLAN,

@@ -1,0 +1,16 @@
+"""Small helpers every adapter shares; no Airflow import, so the CLI stays quick to start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ``ClientError`` (empty for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive batches of at most ``size`` (AWS per-call limits)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
