@@ -206,3 +206,95 @@ def seed(plan: Plan, endpoint_url: str | None) -> Estate:
         ]
     estate.bucket = ensure_evidence_bucket(plan, estate.key_arns[plan.regions.dr], endpoint_url)
     return estate
+
+
+# ---------------------------------------------------------------------- restore (dr_restore)
+RESTORE_ROLE_NAME = "securedr-restore"
+
+
+def ensure_restore_role(
+    plan: Plan,
+    endpoint_url: str | None,
+    *,
+    external_id: str,
+    dr_key_arn: str,
+    principal_arn: str | None = None,
+    role_name: str = RESTORE_ROLE_NAME,
+) -> str:
+    """The restore role with the shipped trust and permissions policies; returns its ARN.
+
+    The policies are rendered from include/iam for ``plan`` (the emulator does not enforce IAM,
+    but the documents it holds are the ones a real account would get). Idempotent.
+    """
+    import json
+
+    from securedr.core import iam
+
+    client = _client("iam", plan.regions.dr, endpoint_url)
+    account = _client("sts", plan.regions.dr, endpoint_url).get_caller_identity()["Account"]
+    trust = iam.render(
+        iam.TRUST_TEMPLATE.read_text(),
+        {
+            "AirflowPrincipalArn": principal_arn or f"arn:aws:iam::{account}:root",
+            "ExternalId": external_id,
+        },
+    )
+    policy = iam.render(
+        iam.POLICY_TEMPLATE.read_text(),
+        iam.policy_values(plan, account_id=account, dr_key_arn=dr_key_arn),
+    )
+    try:
+        arn = client.get_role(RoleName=role_name)["Role"]["Arn"]
+        client.update_assume_role_policy(RoleName=role_name, PolicyDocument=json.dumps(trust))
+    except client.exceptions.NoSuchEntityException:
+        arn = client.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            Description="SecureDR restores (dr_restore): least privilege, one run per session",
+            MaxSessionDuration=3600,
+        )["Role"]["Arn"]
+    client.put_role_policy(
+        RoleName=role_name, PolicyName="securedr-restore", PolicyDocument=json.dumps(policy)
+    )
+    return str(arn)
+
+
+def ensure_restore_network(
+    plan: Plan, endpoint_url: str | None, *, name: str = "securedr-restore"
+) -> tuple[str, str]:
+    """A private VPC, two subnets, a security group and a DB subnet group in the DR Region.
+
+    Returns ``(db subnet group name, security group id)`` for ``restore.db_subnet_group`` and
+    ``restore.security_group_ids``. Idempotent by name.
+    """
+    region = plan.regions.dr
+    ec2 = _client("ec2", region, endpoint_url)
+    rds = _client("rds", region, endpoint_url)
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])
+    if groups["SecurityGroups"]:
+        sg_id = groups["SecurityGroups"][0]["GroupId"]
+    else:
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{region}{zone}")[
+                "Subnet"
+            ]["SubnetId"]
+            for cidr, zone in (("10.42.1.0/24", "a"), ("10.42.2.0/24", "b"))
+        ]
+        sg_id = ec2.create_security_group(
+            GroupName=name, Description="SecureDR restored databases", VpcId=vpc
+        )["GroupId"]
+        rds.create_db_subnet_group(
+            DBSubnetGroupName=name,
+            DBSubnetGroupDescription="SecureDR restored databases (private)",
+            SubnetIds=subnets,
+        )
+    return name, str(sg_id)
+
+
+def ensure_notification_topic(
+    plan: Plan, endpoint_url: str | None, *, name: str = "securedr-restore"
+) -> str:
+    """An SNS topic in the DR Region for restore notifications; returns its ARN."""
+    sns = _client("sns", plan.regions.dr, endpoint_url)
+    return str(sns.create_topic(Name=name)["TopicArn"])

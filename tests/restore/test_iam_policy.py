@@ -1,0 +1,252 @@
+"""The restore role's policy allows exactly what the restore code calls, scoped as tightly as
+AWS allows - proven from the code (static scan) and from a run (recorded calls)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore import xform_name
+
+from securedr.core import iam
+from tests.conftest import REPO
+from tests.restore.conftest import Harness, approval
+
+PLUGINS = REPO / "plugins" / "securedr"
+POLICY_TEXT = iam.POLICY_TEMPLATE.read_text()
+TRUST_TEXT = iam.TRUST_TEMPLATE.read_text()
+POLICY = json.loads(POLICY_TEXT)
+TRUST = json.loads(TRUST_TEXT)
+
+#: Modules that exist only for restores: every AWS call in them is a restore call.
+RESTORE_MODULES = [
+    "aws/restore.py",
+    "aws/sts.py",
+    "aws/audit_store.py",
+    "notifiers/sns.py",
+    "operators/restore.py",
+    "operators/access.py",
+    "operators/audit.py",
+    "sensors/restore.py",
+    "triggers/restore.py",
+]
+#: Shared helpers the restore code calls (by qualified name inside their module).
+SHARED_HELPERS = {
+    "aws/ebs.py": ["describe_snapshots", "describe_requests", "sharing"],
+    "aws/rds.py": ["describe_snapshots", "describe_requests", "sharing"],
+    "aws/evidence.py": ["EvidenceStore.put", "EvidenceStore.get", "EvidenceStore.list"],
+    "aws/kms.py": ["describe_key"],
+    "operators/base.py": ["SecureDrMixin.key_arn", "SecureDrMixin.evidence"],
+}
+SERVICES = ("ec2", "rds", "s3", "kms", "sns", "sts")
+#: Called with the Airflow connection's identity to obtain the role: the trust policy's job.
+ASSUME = ("sts", "AssumeRole")
+
+#: IAM actions whose name differs from the API operation.
+RENAMED = {
+    ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "HeadObject"): "s3:GetObject",
+}
+#: Actions AWS checks on top of the call itself, with the request parameter that triggers them.
+IMPLIED = {
+    "ec2:CreateVolume": {
+        "TagSpecifications": {"ec2:CreateTags"},
+        # EBS creates an encrypted volume with a grant on the key and re-encrypts the snapshot's
+        # data key under it (AWS docs: "Permissions to use AWS KMS keys" for EBS).
+        "KmsKeyId": {
+            "kms:CreateGrant",
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+        },
+    },
+    "rds:RestoreDBInstanceFromDBSnapshot": {
+        "Tags": {"rds:AddTagsToResource"},
+        # An encrypted snapshot restores under its own key through an RDS grant.
+        "DBSnapshotIdentifier": {"kms:CreateGrant", "kms:DescribeKey"},
+    },
+    "s3:PutObject": {
+        "ObjectLockMode": {"s3:PutObjectRetention"},
+        "SSEKMSKeyId": {"kms:GenerateDataKey"},
+    },
+    "s3:GetObject": {"Bucket": {"kms:Decrypt"}},  # SSE-KMS objects are decrypted on read
+}
+#: EC2 Describe* calls support no resource-level permissions: "*" is the only option.
+NO_RESOURCE_LEVEL = {"ec2:DescribeSnapshots", "ec2:DescribeVolumes"}
+
+
+# --------------------------------------------------------------------------- static scan
+
+
+def _operations() -> dict[str, set[tuple[str, str]]]:
+    """snake_case method name -> {(IAM prefix, operation)} for the services SecureDR uses."""
+    session = botocore.session.get_session()
+    names: dict[str, set[tuple[str, str]]] = {}
+    for service in SERVICES:
+        model = session.get_service_model(service)
+        for operation in model.operation_names:
+            names.setdefault(xform_name(operation), set()).add((model.signing_name, operation))
+    return names
+
+
+def _nodes(path: Path, qualnames: Iterable[str] | None) -> list[ast.AST]:
+    tree = ast.parse(path.read_text())
+    if qualnames is None:
+        return [tree]
+    found = []
+    for qualname in qualnames:
+        scope: list[ast.AST] = [tree]
+        for part in qualname.split("."):
+            scope = [
+                n
+                for s in scope
+                for n in ast.iter_child_nodes(s)
+                if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+                and n.name == part
+            ]
+        assert scope, f"{path.name}: {qualname} not found - update SHARED_HELPERS"
+        found.extend(scope)
+    return found
+
+
+def static_calls() -> set[tuple[str, str]]:
+    """Every AWS operation the restore code can call: ``x.<operation>(...)`` and
+    ``x.get_paginator("<operation>")``."""
+    operations = _operations()
+    calls: set[tuple[str, str]] = set()
+    sources = [(m, None) for m in RESTORE_MODULES] + list(SHARED_HELPERS.items())
+    for module, qualnames in sources:
+        for root in _nodes(PLUGINS / module, qualnames):
+            for node in ast.walk(root):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                name = node.func.attr
+                if name == "get_paginator" and node.args:
+                    arg = node.args[0]
+                    assert isinstance(arg, ast.Constant), f"{module}: dynamic paginator name"
+                    name = arg.value
+                candidates = operations.get(name, set())
+                assert len(candidates) <= 1, f"{module}: {name} is ambiguous: {candidates}"
+                calls |= candidates
+    return calls
+
+
+def iam_actions(calls: Iterable[tuple[str, str]]) -> set[str]:
+    return {RENAMED.get(c, f"{c[0]}:{c[1]}") for c in calls}
+
+
+def required_actions(calls: set[tuple[str, str]]) -> set[str]:
+    direct = iam_actions(calls - {ASSUME})
+    implied = {a for action in direct for extra in IMPLIED.get(action, {}).values() for a in extra}
+    return direct | implied
+
+
+def policy_actions(document: dict) -> set[str]:
+    actions: set[str] = set()
+    for statement in document["Statement"]:
+        assert statement["Effect"] == "Allow"
+        value = statement["Action"]
+        actions |= {value} if isinstance(value, str) else set(value)
+    return actions
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_policy_grants_exactly_what_the_restore_code_calls():
+    calls = static_calls()
+    assert ASSUME in calls
+    assert ("ec2", "CreateVolume") in calls
+    assert ("rds", "RestoreDBInstanceFromDBSnapshot") in calls
+    granted = policy_actions(POLICY)
+    required = required_actions(calls)
+    assert required - granted == set(), "the restore code calls what the policy does not allow"
+    assert granted - required == set(), "the policy allows more than the restore code calls"
+
+
+def test_no_wildcard_actions_and_no_wildcard_resources_where_aws_can_scope():
+    for statement in POLICY["Statement"]:
+        actions = statement["Action"]
+        actions = [actions] if isinstance(actions, str) else actions
+        for action in actions:
+            assert "*" not in action, f"{statement['Sid']}: wildcard action {action}"
+        for resource in statement["Resource"]:
+            if resource == "*":
+                assert set(actions) <= NO_RESOURCE_LEVEL, (
+                    f"{statement['Sid']}: '*' for {actions}, which AWS can scope"
+                )
+                # Still limited to the DR Region.
+                assert statement["Condition"]["StringEquals"]["aws:RequestedRegion"]
+                continue
+            assert resource.startswith(("arn:aws:", "${")), resource
+            parts = resource.split(":")
+            if resource.startswith("arn:aws:") and parts[2] != "s3":
+                assert parts[3] == "${DrRegion}", f"{statement['Sid']}: {resource} not scoped to DR"
+                assert parts[4] in ("${AccountId}", ""), f"{resource}: account not scoped"
+        assert "NotAction" not in statement and "NotResource" not in statement
+
+
+def test_mutating_actions_are_bound_to_securedr_tags_and_encryption():
+    by_sid = {s["Sid"]: s for s in POLICY["Statement"]}
+    volumes = by_sid["CreateOnlyEncryptedTaggedVolumes"]["Condition"]
+    assert volumes["Bool"] == {"ec2:Encrypted": "true"}
+    assert volumes["StringEquals"]["aws:RequestTag/securedr:role"] == "restored"
+    sources = by_sid["RestoreVolumesOnlyFromSecureDrCopies"]["Condition"]["StringEquals"]
+    assert sources["aws:ResourceTag/securedr:managed"] == "true"
+    assert sources["aws:ResourceTag/securedr:role"] == "dr-copy"
+    writes = by_sid["WriteAuditEntriesAndRestoreReports"]["Condition"]["StringEquals"]
+    assert writes["s3:x-amz-server-side-encryption-aws-kms-key-id"] == "${DrKeyArn}"
+    assert by_sid["GrantDrKeyToEbsAndRdsOnly"]["Condition"]["Bool"] == {
+        "kms:GrantIsForAWSResource": "true"
+    }
+
+
+def test_trust_policy_requires_the_external_id_and_a_run_session_name():
+    (statement,) = TRUST["Statement"]
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Principal"] == {"AWS": "${AirflowPrincipalArn}"}
+    assert statement["Condition"]["StringEquals"] == {"sts:ExternalId": "${ExternalId}"}
+    assert statement["Condition"]["StringLike"] == {"sts:RoleSessionName": "securedr-restore-*"}
+
+
+def test_templates_render_completely_for_the_plan(plan):
+    values = iam.policy_values(
+        plan, account_id="123456789012", dr_key_arn="arn:aws:kms:us-west-2:123456789012:key/x"
+    )
+    assert iam.placeholders(POLICY_TEXT) <= set(values)
+    rendered = json.dumps(iam.render(POLICY_TEXT, values))
+    assert "${" not in rendered
+    # No topic configured: the Notify statement is dropped, never widened.
+    assert "sns:Publish" not in rendered
+    with_topic = iam.render(
+        POLICY_TEXT, {**values, "SnsTopicArn": "arn:aws:sns:us-west-2:123456789012:t"}
+    )
+    assert "sns:Publish" in json.dumps(with_topic)
+    with pytest.raises(iam.TemplateError, match="AirflowPrincipalArn"):
+        iam.render(TRUST_TEXT, {"ExternalId": "x"})
+
+
+def test_a_real_run_calls_nothing_the_static_scan_missed(restore_plan, backup, api_calls):
+    """Recorded calls of a restore (and of a retried restore) are all in the scanned set, and
+    they carry the parameters the implied permissions are derived from."""
+    h = Harness()
+    h.run_all(approver="carol")
+    h.restore("ebs")
+    h.restore("rds")
+    base_key = os.environ["AWS_ACCESS_KEY_ID"]
+    recorded = {(c.service, c.operation) for c in api_calls}
+    assert recorded - static_calls() == set()
+    assert {(c.service, c.operation) for c in api_calls if c.access_key == base_key} == {ASSUME}
+    params = {f"{c.service}:{c.operation}": set(c.params) for c in api_calls}
+    for action, triggers in IMPLIED.items():
+        if action in params:
+            assert set(triggers) <= params[action], (action, params[action])
+    assert iam_actions(recorded - {ASSUME}) <= policy_actions(POLICY)
+    h.check_approval(approval("bob"))  # and the role can still audit after a completed run
