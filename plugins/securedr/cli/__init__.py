@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 #: Modules that contribute sub-commands, in the order they appear in ``--help``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("securedr.cli.recover", "securedr.cli.audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
