@@ -45,3 +45,6 @@ format: setup
 
 clean: down
 	rm -rf $(SECUREDR_HOME) .pytest_cache .ruff_cache .hypothesis
+
+audit-verify: setup
+	$(PY) -m sandbox.stack audit-verify

@@ -223,14 +223,25 @@ class Stack:
                 bundle.write(public)
 
     def _seed(self, env: dict[str, str]) -> dict[str, Any]:
+        """The demo estate, plus what dr_restore needs: its role, a private DB network, a topic."""
         code = (
             "import json,os\n"
-            "from sandbox.estate import seed\n"
+            "from sandbox import estate as e\n"
             "from securedr.core.plan import load_plan\n"
-            "print(json.dumps(seed(load_plan(), os.environ['AWS_ENDPOINT_URL']).to_dict()))\n"
+            "plan, url = load_plan(), os.environ['AWS_ENDPOINT_URL']\n"
+            "seeded = e.seed(plan, url)\n"
+            "e.ensure_restore_role(plan, url, external_id=os.environ['EXTERNAL_ID'],\n"
+            "                      dr_key_arn=seeded.key_arns[plan.regions.dr])\n"
+            "e.ensure_restore_network(plan, url)\n"
+            "e.ensure_notification_topic(plan, url)\n"
+            "print(json.dumps(seeded.to_dict()))\n"
         )
         out = subprocess.run(
-            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+            [sys.executable, "-c", code],
+            env={**env, "EXTERNAL_ID": self._external_id()},
+            check=True,
+            capture_output=True,
+            text=True,
         )
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -425,13 +436,71 @@ def print_nightly(result: dict[str, Any], stack: Stack) -> None:
         print(f"             {result['report']['local_report']} (local copy)")
 
 
+#: Airflow 3.3.2 fails an approval task answered within about a second of parking; people take
+#: longer than that, so the demo waits a moment as a person would.
+APPROVAL_SETTLE_SECONDS = 5
+
+
+def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
+    quoted = urllib.request.quote(run_id, safe="")
+    return f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/-1/hitlDetails"
+
+
+def run_restore(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
+    """dr_restore as people run it: alice (initiator) triggers, bob (approver) approves."""
+    passwords = stack.passwords()
+    alice = AirflowApi(state["api_url"]).login("alice", passwords["alice"])
+    conf = {
+        "reason": "DR demo: restore last night's recovery points into the DR Region",
+        "ticket": "DEMO-1",
+    }
+    run_id = alice.trigger("dr_restore", conf)
+    print(f"\nalice triggered dr_restore run {run_id}; waiting for the approval step...")
+    started = time.monotonic()
+    alice.wait("dr_restore", run_id, timeout=600, until=("awaiting_input",))
+    if alice.task_states("dr_restore", run_id).get("approve_restore") != "awaiting_input":
+        return {
+            "run_id": run_id,
+            "state": alice.run_state("dr_restore", run_id),
+            "report": None,
+            "elapsed": time.monotonic() - started,
+        }
+    time.sleep(APPROVAL_SETTLE_SECONDS)
+    bob = AirflowApi(state["api_url"]).login("bob", passwords["bob"])
+    detail = bob.get(hitl_path("dr_restore", run_id, "approve_restore"))
+    print(f"bob sees: {detail['subject']}")
+    bob.patch(
+        hitl_path("dr_restore", run_id, "approve_restore"),
+        {"chosen_options": ["Approve"], "params_input": {}},
+    )
+    print("bob approved; restoring...")
+    final = alice.wait("dr_restore", run_id, timeout=900)
+    report = alice.xcom("dr_restore", run_id, "confirm_restore") if final == "success" else None
+    return {
+        "run_id": run_id,
+        "state": final,
+        "report": report,
+        "elapsed": time.monotonic() - started,
+    }
+
+
+def print_restore(result: dict[str, Any], stack: Stack) -> None:
+    from securedr.core.restore import render_restore_text
+
+    print()
+    if result["report"] is None:
+        print(f"dr_restore ended {result['state']}. Task logs: {stack.home}/airflow/logs")
+        return
+    print(render_restore_text(result["report"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.stack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["up", "down", "status", "demo"])
+    parser.add_argument("command", choices=["up", "down", "status", "demo", "audit-verify"])
     parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("SECUREDR_HOME", DEFAULT_HOME))
     )
@@ -441,6 +510,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         stack.down()
         return 0
+    if args.command == "audit-verify":
+        state = stack.state()
+        if not (state and stack.running(state)):
+            print(
+                "The stack is not running: start it with `make up` (the sandbox AWS holds the "
+                "audit trail), or run `securedr audit-verify` against your own estate."
+            )
+            return 2
+        env = stack.env(state["aws_url"], state["api_port"], state["jwt_secret"])
+        return subprocess.run(
+            [sys.executable, "-m", "securedr.cli", "audit-verify"], env=env, check=False
+        ).returncode
     if args.command == "status":
         state = stack.state()
         running = bool(state) and stack.running(state)
@@ -463,7 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_nightly(stack, state)
         print_nightly(result, stack)
-        return 0 if result["state"] == "success" else 1
+        if result["state"] != "success":
+            return 1
+        restore = run_restore(stack, state)
+        print_restore(restore, stack)
+        return 0 if restore["state"] == "success" else 1
     finally:
         if not (args.keep or was_running):
             stack.down(quiet=True)

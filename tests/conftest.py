@@ -105,7 +105,8 @@ def estate(aws: str, plan, signing_keys):
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """The embedded default as users run it: sandbox AWS and Airflow's real components.
 
-    Started once per session (about a minute) and stopped at the end, also on failure.
+    Started once per session (about a minute) with the shipped plan, and stopped at the end,
+    also on failure. The estate is restore-ready (role, private DB network, SNS topic).
     """
     from sandbox.stack import Stack
 
@@ -116,3 +117,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         yield {"stack": instance, **state, "passwords": instance.passwords()}
     finally:
         instance.down(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def stack_nightly(stack) -> dict:
+    """One dr_nightly_backup run on the stack, triggered over the REST API: run id and report."""
+    from sandbox.stack import AirflowApi
+
+    api = AirflowApi(stack["api_url"]).login("admin", stack["passwords"]["admin"])
+    run_id = api.trigger("dr_nightly_backup")
+    state = api.wait("dr_nightly_backup", run_id, timeout=900)
+    report = api.xcom("dr_nightly_backup", run_id, "report_run") if state == "success" else None
+    return {
+        "run_id": run_id,
+        "state": state,
+        "report": report,
+        "task_states": api.task_states("dr_nightly_backup", run_id),
+    }
