@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from securedr.aws.errors import chunks, error_code
+from securedr.aws.errors import ServiceClients, chunks, error_code
 
 __all__ = ["AwsClients", "chunks", "error_code"]
 
@@ -26,7 +26,7 @@ _CLIENTS: dict[tuple[str | None, str, str, str | None], Any] = {}
 _LOCK = threading.Lock()
 
 
-class AwsClients:
+class AwsClients(ServiceClients):
     """boto3 clients, one per (service, Region), for one Airflow AWS connection."""
 
     def __init__(self, aws_conn_id: str | None = "aws_default") -> None:
@@ -41,18 +41,6 @@ class AwsClients:
             if key not in _CLIENTS:
                 _CLIENTS[key] = self.hook(service, region).conn
             return _CLIENTS[key]
-
-    def ec2(self, region: str) -> Any:
-        return self.client("ec2", region)
-
-    def rds(self, region: str) -> Any:
-        return self.client("rds", region)
-
-    def kms(self, region: str) -> Any:
-        return self.client("kms", region)
-
-    def s3(self, region: str) -> Any:
-        return self.client("s3", region)
 
     @asynccontextmanager
     async def async_client(self, service: str, region: str) -> AsyncIterator[Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import botocore.session
 
-from securedr.aws.errors import error_code
+from securedr.aws.errors import ServiceClients, error_code
 from securedr.core.manifest import run_token
 
 #: AWS caps role chaining at one hour; SecureDR never asks for more.
@@ -57,7 +57,7 @@ def session_name(run_id: str) -> str:
     return SESSION_PREFIX + run_token(run_id)
 
 
-class AssumedRoleClients:
+class AssumedRoleClients(ServiceClients):
     """boto3/aiobotocore clients, one per (service, Region), under one assumed-role session."""
 
     def __init__(
@@ -97,21 +97,6 @@ class AssumedRoleClients:
                     aws_session_token=self._token,
                 )
         return self._clients[key]
-
-    def ec2(self, region: str) -> Any:
-        return self.client("ec2", region)
-
-    def rds(self, region: str) -> Any:
-        return self.client("rds", region)
-
-    def kms(self, region: str) -> Any:
-        return self.client("kms", region)
-
-    def s3(self, region: str) -> Any:
-        return self.client("s3", region)
-
-    def sns(self, region: str) -> Any:
-        return self.client("sns", region)
 
     @asynccontextmanager
     async def async_client(self, service: str, region: str) -> AsyncIterator[Any]:
