@@ -278,6 +278,25 @@ class Stack:
                 raise StackError(f"Airflow was not ready after {timeout:.0f}s; see {self.logs}")
             time.sleep(1)
 
+    def wait_parked(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
+        """Until the scheduler has seen the process of a task awaiting input exit.
+
+        Airflow 3.3.2 fails a HITL task whose answer arrives before the executor has reported
+        the parked process's exit ("finished with state success, but the task instance's state
+        attribute is queued"). Under load that report can take several seconds, so rather than
+        sleep, wait for the scheduler to log it.
+        """
+        marker = (
+            f"Received executor event with state success for task instance TaskInstanceKey("
+            f"dag_id='{dag_id}', task_id='{task_id}', run_id='{run_id}'"
+        )
+        log = self.logs / "scheduler.log"
+        deadline = time.monotonic() + timeout
+        while marker not in log.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                raise StackError(f"{task_id} of {run_id} did not park within {timeout:.0f}s")
+            time.sleep(0.5)
+
     def down(self, quiet: bool = False) -> None:
         """Stop every process ``up`` started, sandbox AWS included."""
         state = self.state()
@@ -436,11 +455,6 @@ def print_nightly(result: dict[str, Any], stack: Stack) -> None:
         print(f"             {result['report']['local_report']} (local copy)")
 
 
-#: Airflow 3.3.2 fails an approval task answered within about a second of parking; people take
-#: longer than that, so the demo waits a moment as a person would.
-APPROVAL_SETTLE_SECONDS = 5
-
-
 def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
     quoted = urllib.request.quote(run_id, safe="")
     return f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/-1/hitlDetails"
@@ -465,7 +479,7 @@ def run_restore(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
             "report": None,
             "elapsed": time.monotonic() - started,
         }
-    time.sleep(APPROVAL_SETTLE_SECONDS)
+    stack.wait_parked("dr_restore", run_id, "approve_restore")
     bob = AirflowApi(state["api_url"]).login("bob", passwords["bob"])
     detail = bob.get(hitl_path("dr_restore", run_id, "approve_restore"))
     print(f"bob sees: {detail['subject']}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from tests.restore.conftest import VALID_PARAMS
 pytestmark = pytest.mark.e2e
 
 DAG_ID = "dr_restore"
-PARK_SETTLE_SECONDS = 5
 
 
 def _hitl_path(run_id: str, task_id: str = "approve_restore") -> str:
@@ -31,10 +29,9 @@ def _trigger_and_wait_for_approval(restore_stack, conf) -> tuple[str, object]:
     run_id = alice.trigger(DAG_ID, conf={**VALID_PARAMS, **conf})
     state = alice.wait(DAG_ID, run_id, timeout=300, until=("awaiting_input",))
     assert alice.task_states(DAG_ID, run_id)["approve_restore"] == "awaiting_input", state
-    # Airflow 3.3.2 race: an answer within about a second of the task parking re-queues it
-    # before the executor reports the parked process's exit, and the scheduler then fails the
-    # task ("state changed externally"). People take longer than that; the test waits.
-    time.sleep(PARK_SETTLE_SECONDS)
+    # Airflow 3.3.2 race: an answer that arrives before the executor has reported the parked
+    # process's exit re-queues the task and the scheduler then fails it. Wait for that report.
+    restore_stack.stack.wait_parked(DAG_ID, run_id, "approve_restore")
     return run_id, alice
 
 

@@ -221,6 +221,7 @@ def test_templates_render_completely_for_the_plan(plan):
         plan, account_id="123456789012", dr_key_arn="arn:aws:kms:us-west-2:123456789012:key/x"
     )
     assert iam.placeholders(POLICY_TEXT) <= set(values)
+    values["SnsTopicArn"] = None  # as for a plan with notifications off
     rendered = json.dumps(iam.render(POLICY_TEXT, values))
     assert "${" not in rendered
     # No topic configured: the Notify statement is dropped, never widened.
