@@ -48,3 +48,8 @@ clean: down
 
 audit-verify: setup
 	$(PY) -m sandbox.stack audit-verify
+
+bench: setup
+	@command -v age >/dev/null && command -v restic >/dev/null && test -x /usr/bin/time || \
+	  { apt-get update -qq && apt-get install -y -qq age restic time; }
+	$(PY) bench/bench_envelope.py --sizes 1G,4G
