@@ -34,12 +34,16 @@ def test_sandbox_is_isolated_idempotent_and_torn_down_completely(aws):
     before = drill_sandbox.leftovers(ec2, rds, drill_id="d1")
     assert f"ec2:volume/{volume}" in before and f"ec2:vpc/{sandbox.vpc_id}" in before
 
-    deleted = drill_sandbox.teardown(ec2, rds, drill_id="d1", poll=0.1)
-    assert f"ec2:volume/{volume}" in deleted
+    result = drill_sandbox.teardown(ec2, rds, drill_id="d1", poll=0.1)
+    assert result.errors == []
+    assert f"ec2:volume/{volume}" in result.deleted
+    assert f"ec2:vpc/{sandbox.vpc_id}" in result.deleted
     assert drill_sandbox.leftovers(ec2, rds, drill_id="d1") == []
     # Nothing outside the drill is touched, and a second teardown is harmless.
     assert ec2.describe_volumes(VolumeIds=[other])["Volumes"]
-    assert drill_sandbox.teardown(ec2, rds, drill_id="d1", poll=0.1) == []
+    assert drill_sandbox.teardown(ec2, rds, drill_id="d1", poll=0.1) == drill_sandbox.Teardown(
+        [], []
+    )
 
 
 def test_internet_gateway_breaks_isolation(aws):
@@ -48,3 +52,35 @@ def test_internet_gateway_breaks_isolation(aws):
     gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
     ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=sandbox.vpc_id)
     assert any("internet gateway" in p for p in drill_sandbox.isolation_problems(ec2, sandbox))
+
+
+def test_a_protected_database_is_left_over_by_name_and_the_rest_is_still_deleted(aws):
+    ec2, rds = clients()
+    sandbox = drill_sandbox.create_sandbox(ec2, rds, region=DR, plan="demo", drill_id="d3")
+    rds.create_db_instance(
+        DBInstanceIdentifier="drill-protected",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="not-a-real-secret-1",
+        AllocatedStorage=20,
+        DBSubnetGroupName=sandbox.db_subnet_group,
+        DeletionProtection=True,
+        Tags=[{"Key": "securedr:drill", "Value": "d3"}],
+    )
+    volume = ec2.create_volume(
+        AvailabilityZone=sandbox.availability_zones[0],
+        Size=1,
+        TagSpecifications=[
+            {"ResourceType": "volume", "Tags": [{"Key": "securedr:drill", "Value": "d3"}]}
+        ],
+    )["VolumeId"]
+
+    result = drill_sandbox.teardown(ec2, rds, drill_id="d3", poll=0.1)
+
+    assert [e.split(":", 2)[:2] for e in result.errors][0] == ["rds", "db/drill-protected"]
+    assert f"ec2:volume/{volume}" in result.deleted  # one failure does not stop the rest
+    assert "rds:db/drill-protected" in drill_sandbox.leftovers(ec2, rds, drill_id="d3")
+    rds.modify_db_instance(DBInstanceIdentifier="drill-protected", DeletionProtection=False)
+    assert drill_sandbox.teardown(ec2, rds, drill_id="d3", poll=0.1).errors == []
+    assert drill_sandbox.leftovers(ec2, rds, drill_id="d3") == []

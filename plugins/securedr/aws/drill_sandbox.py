@@ -148,57 +148,103 @@ def isolation_problems(ec2: Any, sandbox: Sandbox) -> list[str]:
     return problems
 
 
+@dataclass
+class Teardown:
+    """What a teardown deleted, and every deletion that failed (``resource: error``)."""
+
+    deleted: list[str]
+    errors: list[str]
+
+
 def teardown(
     ec2: Any, rds: Any, *, drill_id: str, wait_seconds: float = 1800, poll: float = 10
-) -> list[str]:
-    """Delete everything tagged with the drill id; return what was deleted.
+) -> Teardown:
+    """Delete everything tagged with the drill id, in dependency order.
 
-    Safe to call more than once and on a half-built sandbox. DB instances are deleted without a
-    final snapshot (they are copies of a recovery point that still exists) and waited for, as a
-    DB subnet group cannot be deleted while an instance uses it.
+    Safe to call more than once and on a half-built sandbox. One failed deletion never stops
+    the others: it is recorded in ``errors`` and teardown goes on, so as little as possible is
+    left behind (callers then list :func:`leftovers`). DB instances are deleted without a final
+    snapshot (they are copies of a recovery point that still exists) and waited for, as a DB
+    subnet group cannot be deleted while an instance uses it.
     """
-    deleted: list[str] = []
+    result = Teardown(deleted=[], errors=[])
+
+    def attempt(name: str, call: Any, gone: tuple[str, ...] = ()) -> None:
+        try:
+            call()
+        except Exception as exc:
+            if error_code(exc) not in gone:
+                result.errors.append(f"{name}: {exc}")
+                return
+        result.deleted.append(name)
+
     name = db_subnet_group_name(drill_id)
-    databases = drill_databases(rds, drill_id)
-    for db in databases:
-        if db.get("DBInstanceStatus") != "deleting":
-            try:
-                rds.delete_db_instance(
-                    DBInstanceIdentifier=db["DBInstanceIdentifier"],
-                    SkipFinalSnapshot=True,
-                    DeleteAutomatedBackups=True,
-                )
-            except Exception as exc:
-                if error_code(exc) != "DBInstanceNotFound":
-                    raise
-        deleted.append(f"rds:db/{db['DBInstanceIdentifier']}")
+    for db in drill_databases(rds, drill_id):
+        identifier = db["DBInstanceIdentifier"]
+        if db.get("DBInstanceStatus") == "deleting":
+            result.deleted.append(f"rds:db/{identifier}")
+            continue
+        attempt(
+            f"rds:db/{identifier}",
+            lambda i=identifier: rds.delete_db_instance(
+                DBInstanceIdentifier=i, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+            ),
+            ("DBInstanceNotFound", "DBInstanceNotFoundFault"),
+        )
     deadline = time.monotonic() + wait_seconds
-    while drill_databases(rds, drill_id) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and any(
+        db.get("DBInstanceStatus") == "deleting" for db in drill_databases(rds, drill_id)
+    ):
         time.sleep(poll)
     for volume in ec2.describe_volumes(Filters=_drill_filter(drill_id))["Volumes"]:
-        if volume.get("Attachments"):
-            for attachment in volume["Attachments"]:
-                ec2.detach_volume(
-                    VolumeId=volume["VolumeId"], Force=True, InstanceId=attachment["InstanceId"]
-                )
-        ec2.delete_volume(VolumeId=volume["VolumeId"])
-        deleted.append(f"ec2:volume/{volume['VolumeId']}")
-    try:
-        rds.delete_db_subnet_group(DBSubnetGroupName=name)
-        deleted.append(f"rds:subgrp/{name}")
-    except Exception as exc:
-        if error_code(exc) != "DBSubnetGroupNotFoundFault":
-            raise
+        volume_id = volume["VolumeId"]
+        for attachment in volume.get("Attachments") or []:
+            attempt(
+                f"ec2:volume-attachment/{volume_id}",
+                lambda a=attachment, v=volume_id: ec2.detach_volume(
+                    VolumeId=v, Force=True, InstanceId=a["InstanceId"]
+                ),
+            )
+        attempt(
+            f"ec2:volume/{volume_id}",
+            lambda v=volume_id: ec2.delete_volume(VolumeId=v),
+            ("InvalidVolume.NotFound",),
+        )
+    if _subnet_group_exists(rds, name):
+        attempt(
+            f"rds:subgrp/{name}",
+            lambda: rds.delete_db_subnet_group(DBSubnetGroupName=name),
+            ("DBSubnetGroupNotFoundFault",),
+        )
     for group in ec2.describe_security_groups(Filters=_drill_filter(drill_id))["SecurityGroups"]:
-        ec2.delete_security_group(GroupId=group["GroupId"])
-        deleted.append(f"ec2:security-group/{group['GroupId']}")
+        attempt(
+            f"ec2:security-group/{group['GroupId']}",
+            lambda g=group["GroupId"]: ec2.delete_security_group(GroupId=g),
+            ("InvalidGroup.NotFound",),
+        )
     for subnet in ec2.describe_subnets(Filters=_drill_filter(drill_id))["Subnets"]:
-        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
-        deleted.append(f"ec2:subnet/{subnet['SubnetId']}")
+        attempt(
+            f"ec2:subnet/{subnet['SubnetId']}",
+            lambda s=subnet["SubnetId"]: ec2.delete_subnet(SubnetId=s),
+            ("InvalidSubnetID.NotFound",),
+        )
     for vpc in ec2.describe_vpcs(Filters=_drill_filter(drill_id))["Vpcs"]:
-        ec2.delete_vpc(VpcId=vpc["VpcId"])
-        deleted.append(f"ec2:vpc/{vpc['VpcId']}")
-    return deleted
+        attempt(
+            f"ec2:vpc/{vpc['VpcId']}",
+            lambda v=vpc["VpcId"]: ec2.delete_vpc(VpcId=v),
+            ("InvalidVpcID.NotFound",),
+        )
+    return result
+
+
+def _subnet_group_exists(rds: Any, name: str) -> bool:
+    try:
+        rds.describe_db_subnet_groups(DBSubnetGroupName=name)
+    except Exception as exc:
+        if error_code(exc) == "DBSubnetGroupNotFoundFault":
+            return False
+        raise
+    return True
 
 
 def drill_databases(rds: Any, drill_id: str) -> list[dict[str, Any]]:
@@ -217,12 +263,8 @@ def leftovers(ec2: Any, rds: Any, *, drill_id: str) -> list[str]:
         f"ec2:volume/{v['VolumeId']}"
         for v in ec2.describe_volumes(Filters=_drill_filter(drill_id))["Volumes"]
     ]
-    try:
-        rds.describe_db_subnet_groups(DBSubnetGroupName=db_subnet_group_name(drill_id))
+    if _subnet_group_exists(rds, db_subnet_group_name(drill_id)):
         found.append(f"rds:subgrp/{db_subnet_group_name(drill_id)}")
-    except Exception as exc:
-        if error_code(exc) != "DBSubnetGroupNotFoundFault":
-            raise
     found += [
         f"ec2:security-group/{g['GroupId']}"
         for g in ec2.describe_security_groups(Filters=_drill_filter(drill_id))["SecurityGroups"]

@@ -288,18 +288,25 @@ def restore_tags(
 
 
 _RDS_ID_BAD = re.compile(r"[^a-z0-9-]+")
+#: Identifier prefixes of DB instances restored by dr_restore and by recovery drills.
+RESTORED_DB_PREFIX = "restored"
+DRILL_DB_PREFIX = "drill"
 
 
-def restored_db_identifier(source_id: str, run_id: str) -> str:
+def restored_db_identifier(source_id: str, run_id: str, *, prefix: str = RESTORED_DB_PREFIX) -> str:
     """A deterministic DB instance identifier for one source database in one restore run.
 
     Valid for RDS (letter first, letters/digits/hyphens, no ``--``, no trailing hyphen, at most
     63 characters); deterministic so a retried task asks for the same instance and finds it.
+    ``prefix`` is ``restored`` for dr_restore and ``drill`` for recovery drills, which keeps the
+    restore role's right to delete drill databases away from real restores (include/iam).
     """
+    if prefix not in (RESTORED_DB_PREFIX, DRILL_DB_PREFIX):
+        raise ValueError(f"unknown DB identifier prefix {prefix!r}")
     digest = hashlib.sha256(f"{run_id}\0{source_id}".encode()).hexdigest()[:10]
     base = re.sub(r"-{2,}", "-", _RDS_ID_BAD.sub("-", source_id.lower())).strip("-") or "db"
-    base = base[: 63 - len("restored--") - len(digest)].rstrip("-")
-    return f"restored-{base}-{digest}"
+    base = base[: 63 - len(prefix) - 2 - len(digest)].rstrip("-")
+    return f"{prefix}-{base}-{digest}"
 
 
 def volume_client_token(run_id: str, dr_snapshot_id: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +18,13 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import ebs, rds
 from securedr.aws import restore as restore_adapter
+from securedr.aws.drill_sandbox import TAG_DRILL
 from securedr.aws.evidence import EvidenceExists
 from securedr.core import signing
 from securedr.core.manifest import run_token
 from securedr.core.restore import (
+    DRILL_DB_PREFIX,
+    RESTORED_DB_PREFIX,
     ManifestChoice,
     RestoreRefused,
     check_manifest_binding,
@@ -217,6 +221,17 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
         return problems
 
 
+@dataclass(frozen=True)
+class _Target:
+    """Where restored resources go: the plan's restore network, or a drill's sandbox."""
+
+    availability_zone: str
+    subnet_group: str | None
+    security_group_ids: list[str]
+    db_prefix: str
+    extra_tags: dict[str, str]
+
+
 _POINT_FIELDS = (
     "kind",
     "source_id",
@@ -244,9 +259,15 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
     run's id; a retried task finds what an earlier try created (volumes by tag, DB instances by
     their deterministic identifier) and never creates a second one; each creation is audited.
     A dry run creates nothing and audits ``skipped``. Returns one dict per point.
+
+    :param sandbox: a recovery drill's sandbox (:meth:`securedr.aws.drill_sandbox.Sandbox.to_dict`).
+        When given, resources go into the sandbox instead of the plan's restore network: its
+        first Availability Zone, its DB subnet group and its closed security group, DB instances
+        are named ``drill-...``, and everything also carries the drill's tag, which is how the
+        drill's teardown finds it.
     """
 
-    template_fields: Sequence[str] = ("initiation", "retrieval", "plan_path")
+    template_fields: Sequence[str] = ("initiation", "retrieval", "sandbox", "plan_path")
 
     def __init__(
         self,
@@ -254,6 +275,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
         kind: Literal["ebs", "rds"],
         initiation: Any,
         retrieval: Any,
+        sandbox: Any = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 2)
@@ -261,6 +283,26 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
         self.kind = kind
         self.initiation = initiation
         self.retrieval = retrieval
+        self.sandbox = sandbox
+
+    def _target(self, request: RestoreRequest) -> _Target:
+        settings = self.plan.restore
+        if not self.sandbox:
+            return _Target(
+                availability_zone=request.availability_zone,
+                subnet_group=settings.db_subnet_group,
+                security_group_ids=list(settings.security_group_ids),
+                db_prefix=RESTORED_DB_PREFIX,
+                extra_tags={},
+            )
+        sandbox = dict(self.sandbox)
+        return _Target(
+            availability_zone=str(sandbox["availability_zones"][0]),
+            subnet_group=str(sandbox["db_subnet_group"]),
+            security_group_ids=[str(sandbox["security_group_id"])],
+            db_prefix=DRILL_DB_PREFIX,
+            extra_tags={TAG_DRILL: str(sandbox["drill_id"])},
+        )
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         run_id = self.bind_run(context)
@@ -290,6 +332,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
             "region": region,
             "resource_id": resource_id,
             "created": created,
+            "requested_at": datetime.now(UTC).isoformat(),
             "point": point,
         }
 
@@ -322,6 +365,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
         manifest_run_id: str,
     ) -> list[dict[str, Any]]:
         region = request.target_region
+        target = self._target(request)
         ec2 = self.clients.ec2(region)
         key_arn = self.key_arn(region)
         existing = restore_adapter.find_restored_volumes(ec2, plan=self.plan.name, run_id=run_id)
@@ -335,14 +379,17 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
                     volume = restore_adapter.create_volume(
                         ec2,
                         snapshot_id=sid,
-                        availability_zone=request.availability_zone,
+                        availability_zone=target.availability_zone,
                         kms_key_arn=key_arn,
-                        tags=restore_tags(
-                            plan=self.plan.name,
-                            run_id=run_id,
-                            point=point,
-                            manifest_run_id=manifest_run_id,
-                        ),
+                        tags={
+                            **restore_tags(
+                                plan=self.plan.name,
+                                run_id=run_id,
+                                point=point,
+                                manifest_run_id=manifest_run_id,
+                            ),
+                            **target.extra_tags,
+                        },
                         client_token=volume_client_token(run_id, sid),
                     )
                 except Exception as exc:
@@ -362,7 +409,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
                     details={
                         "source_id": point["source_id"],
                         "dr_snapshot_id": sid,
-                        "availability_zone": request.availability_zone,
+                        "availability_zone": target.availability_zone,
                         "kms_key_arn": key_arn,
                     },
                 )
@@ -387,25 +434,31 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
         region = request.target_region
         client = self.clients.rds(region)
         settings = self.plan.restore
+        target = self._target(request)
         results = []
         for point in points:
             sid = str(point["dr_snapshot_id"])
-            identifier = restored_db_identifier(str(point["source_id"]), run_id)
+            identifier = restored_db_identifier(
+                str(point["source_id"]), run_id, prefix=target.db_prefix
+            )
             try:
                 _, created = restore_adapter.restore_db_instance(
                     client,
                     identifier=identifier,
                     snapshot_identifier=sid,
-                    availability_zone=request.availability_zone,
-                    subnet_group=settings.db_subnet_group,
-                    security_group_ids=list(settings.security_group_ids),
+                    availability_zone=target.availability_zone,
+                    subnet_group=target.subnet_group,
+                    security_group_ids=target.security_group_ids,
                     instance_class=settings.db_instance_class,
-                    tags=restore_tags(
-                        plan=self.plan.name,
-                        run_id=run_id,
-                        point=point,
-                        manifest_run_id=manifest_run_id,
-                    ),
+                    tags={
+                        **restore_tags(
+                            plan=self.plan.name,
+                            run_id=run_id,
+                            point=point,
+                            manifest_run_id=manifest_run_id,
+                        ),
+                        **target.extra_tags,
+                    },
                 )
             except restore_adapter.RestoreConflict as exc:
                 self.refuse(context, action="restore.rds", resource=identifier, reason=str(exc))
@@ -427,8 +480,8 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
                     details={
                         "source_id": point["source_id"],
                         "dr_snapshot_id": sid,
-                        "subnet_group": settings.db_subnet_group,
-                        "security_group_ids": list(settings.security_group_ids),
+                        "subnet_group": target.subnet_group,
+                        "security_group_ids": target.security_group_ids,
                     },
                 )
             self.log.info(
@@ -442,95 +495,23 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
         return results
 
 
-class ConfirmRestoreOperator(RestoreStepOperator):
-    """Check every restored resource, measure RTO and RPO, report, notify and audit.
+class RestoredResourceChecks(RestoreStepOperator):
+    """Checks restored resources the same way for dr_restore and for recovery drills."""
 
-    Guarantees: each resource is checked to be available, encrypted under exactly the expected
-    key, the recovery point's size/engine, not public, and tagged for this run; the report
-    (JSON and text) is written once to the evidence bucket under Object Lock, with the audit
-    trail's head at the time so a later truncation of the trail is detectable; the outcome is
-    published through :class:`securedr.notifiers.sns.SnsNotifier` and appended to the audit
-    trail. The task fails, naming each problem, if any check failed - after reporting it.
-    """
-
-    template_fields: Sequence[str] = (
-        "initiation",
-        "approval",
-        "retrieval",
-        "restored",
-        "plan_path",
-    )
-
-    def __init__(
-        self, *, initiation: Any, approval: Any, retrieval: Any, restored: Any, **kwargs: Any
-    ) -> None:
-        kwargs.setdefault("retries", 1)
-        super().__init__(**kwargs)
-        self.initiation = initiation
-        self.approval = approval
-        self.retrieval = retrieval
-        self.restored = restored
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        run_id = self.bind_run(context)
-        plan = self.plan
-        request = _request(self.initiation)
-        restored = _flatten(self.restored)
-        dag_run = context["dag_run"]
-        now = datetime.now(UTC)
-        started = (getattr(dag_run, "start_date", None) or now).astimezone(UTC)
-
-        results = self._check(restored, request, run_id, started)
-        confirmed = datetime.now(UTC)
-        report = restore_report(
-            plan=plan.name,
-            run_id=run_id,
-            request=request.to_dict(),
-            initiator=initiator_of(context) or "unknown",
-            approver=(self.approval or {}).get("approver"),
-            manifest=dict(self.retrieval or {}).get("manifest", {}),
-            results=results,
-            started_at=started,
-            confirmed_at=confirmed,
-            rto_target_minutes=plan.targets.rto_minutes,
-            rpo_target_hours=plan.targets.rpo_hours,
-        )
-        outcome = "succeeded" if report["succeeded"] else "failed"
-        if request.dry_run:
-            outcome = "skipped"
-        entry = self.audit(
-            context,
-            action="restore.confirm",
-            resource=f"plan/{plan.name}",
-            outcome=outcome,
-            details={
-                "rto_seconds": report["rto_seconds"],
-                "rpo_seconds": report["rpo_seconds"],
-                "failed": report["failed"],
-                "resources": [r.get("resource_id") for r in results],
-            },
-        )
-        report["audit_head"] = {"seq": entry.seq, "hash": entry.hash}
-        text = render_restore_text(report)
-        report["report_url"] = self._write(report, text, run_id, started)
-        self.log.info("Restore report (%s):\n%s", report["report_url"], text)
-        self._notify(context, report, text)
-        if not report["succeeded"]:
-            raise AirflowFailException(
-                "Restore confirmation failed for "
-                + ", ".join(report["failed"])
-                + "; see the report at "
-                + report["report_url"]
-            )
-        return report
-
-    def _check(
+    def check_restored(
         self,
         restored: list[dict[str, Any]],
         request: RestoreRequest,
         run_id: str,
         started: datetime,
     ) -> list[dict[str, Any]]:
+        """One result per restored item: where it is, its RPO, and every problem found.
+
+        Each resource is described once per (Region, kind) batch and judged by
+        :func:`securedr.core.restore.restored_problems`; an item with no resource is a problem
+        unless the run is a dry run. ``encrypted_under`` records the key the resource is
+        encrypted under (``None`` if unencrypted or missing) for the caller's evidence.
+        """
         plan = self.plan
         live = [r for r in restored if r.get("resource_id")]
         found: dict[str, Any] = {}
@@ -579,11 +560,105 @@ class ConfirmRestoreOperator(RestoreStepOperator):
                     "point_created_at": point.get("created_at"),
                     "rpo_seconds": rpo_seconds(point.get("created_at"), started),
                     "problems": problems,
+                    "encrypted_under": _encryption_key(
+                        item["kind"], found.get(item.get("resource_id") or "")
+                    ),
+                    "expected_key_arn": expected[item["kind"]],
                 }
             )
             for problem in problems:
                 self.log.error("%s %s: %s", item["kind"], item.get("resource_id"), problem)
         return results
+
+
+def _encryption_key(kind: str, found: dict[str, Any] | None) -> str | None:
+    if not found:
+        return None
+    encrypted = found.get("Encrypted") if kind == "ebs" else found.get("StorageEncrypted")
+    return str(found.get("KmsKeyId")) if encrypted and found.get("KmsKeyId") else None
+
+
+class ConfirmRestoreOperator(RestoredResourceChecks):
+    """Check every restored resource, measure RTO and RPO, report, notify and audit.
+
+    Guarantees: each resource is checked to be available, encrypted under exactly the expected
+    key, the recovery point's size/engine, not public, and tagged for this run; the report
+    (JSON and text) is written once to the evidence bucket under Object Lock, with the audit
+    trail's head at the time so a later truncation of the trail is detectable; the outcome is
+    published through :class:`securedr.notifiers.sns.SnsNotifier` and appended to the audit
+    trail. The task fails, naming each problem, if any check failed - after reporting it.
+    """
+
+    template_fields: Sequence[str] = (
+        "initiation",
+        "approval",
+        "retrieval",
+        "restored",
+        "plan_path",
+    )
+
+    def __init__(
+        self, *, initiation: Any, approval: Any, retrieval: Any, restored: Any, **kwargs: Any
+    ) -> None:
+        kwargs.setdefault("retries", 1)
+        super().__init__(**kwargs)
+        self.initiation = initiation
+        self.approval = approval
+        self.retrieval = retrieval
+        self.restored = restored
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        run_id = self.bind_run(context)
+        plan = self.plan
+        request = _request(self.initiation)
+        restored = _flatten(self.restored)
+        dag_run = context["dag_run"]
+        now = datetime.now(UTC)
+        started = (getattr(dag_run, "start_date", None) or now).astimezone(UTC)
+
+        results = self.check_restored(restored, request, run_id, started)
+        confirmed = datetime.now(UTC)
+        report = restore_report(
+            plan=plan.name,
+            run_id=run_id,
+            request=request.to_dict(),
+            initiator=initiator_of(context) or "unknown",
+            approver=(self.approval or {}).get("approver"),
+            manifest=dict(self.retrieval or {}).get("manifest", {}),
+            results=results,
+            started_at=started,
+            confirmed_at=confirmed,
+            rto_target_minutes=plan.targets.rto_minutes,
+            rpo_target_hours=plan.targets.rpo_hours,
+        )
+        outcome = "succeeded" if report["succeeded"] else "failed"
+        if request.dry_run:
+            outcome = "skipped"
+        entry = self.audit(
+            context,
+            action="restore.confirm",
+            resource=f"plan/{plan.name}",
+            outcome=outcome,
+            details={
+                "rto_seconds": report["rto_seconds"],
+                "rpo_seconds": report["rpo_seconds"],
+                "failed": report["failed"],
+                "resources": [r.get("resource_id") for r in results],
+            },
+        )
+        report["audit_head"] = {"seq": entry.seq, "hash": entry.hash}
+        text = render_restore_text(report)
+        report["report_url"] = self._write(report, text, run_id, started)
+        self.log.info("Restore report (%s):\n%s", report["report_url"], text)
+        self._notify(context, report, text)
+        if not report["succeeded"]:
+            raise AirflowFailException(
+                "Restore confirmation failed for "
+                + ", ".join(report["failed"])
+                + "; see the report at "
+                + report["report_url"]
+            )
+        return report
 
     def _write(self, report: dict[str, Any], text: str, run_id: str, started: datetime) -> str:
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -646,5 +721,6 @@ __all__ = [
     "ConfirmRestoreOperator",
     "InitiateRestoreOperator",
     "RestoreRecoveryPointsOperator",
+    "RestoredResourceChecks",
     "RetrieveRecoveryPointsOperator",
 ]
