@@ -78,7 +78,7 @@ def test_a_protected_database_is_left_over_by_name_and_the_rest_is_still_deleted
 
     result = drill_sandbox.teardown(ec2, rds, drill_id="d3", poll=0.1)
 
-    assert [e.split(":", 2)[:2] for e in result.errors][0] == ["rds", "db/drill-protected"]
+    assert [e.split(":", 2)[:2] for e in result.errors] == [["rds", "db/drill-protected"]]
     assert f"ec2:volume/{volume}" in result.deleted  # one failure does not stop the rest
     assert "rds:db/drill-protected" in drill_sandbox.leftovers(ec2, rds, drill_id="d3")
     rds.modify_db_instance(DBInstanceIdentifier="drill-protected", DeletionProtection=False)

@@ -18,6 +18,7 @@ from securedr.aws import drill_sandbox
 from securedr.core.drill import CONTROLS
 from tests.dagrun import run_dag
 from tests.restore.conftest import audit_entries
+from tests.restore.test_iam_policy import ASSUME, POLICY, iam_actions, policy_actions, static_calls
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -71,9 +72,19 @@ def assert_nothing_left(plan, drill_id: str) -> None:
     ]
 
 
-def test_drill_restores_into_an_isolated_sandbox_passes_and_tears_down(restore_plan, backup):
+def test_drill_restores_into_an_isolated_sandbox_passes_and_tears_down(
+    restore_plan, backup, api_calls
+):
     result = run_dag("dr_recovery_drill")
     assert result.state == "success", result.states
+    # Every AWS call of the drill ran under the restore role and is one its policy allows.
+    base_key = os.environ["AWS_ACCESS_KEY_ID"]
+    recorded = {(c.service, c.operation) for c in api_calls if c.access_key != base_key}
+    assert ("ec2", "CreateVpc") in recorded and ("rds", "DeleteDBInstance") in recorded
+    assert recorded - static_calls() == set()
+    assert iam_actions(recorded - {ASSUME}) <= policy_actions(POLICY)
+    base = {(c.service, c.operation) for c in api_calls if c.access_key == base_key}
+    assert base <= {ASSUME}, base
 
     record = result.xcom("report_drill")
     assert record["passed"] is True and record["failures"] == []

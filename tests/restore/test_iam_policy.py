@@ -26,6 +26,8 @@ TRUST = json.loads(TRUST_TEXT)
 #: Modules that exist only for restores: every AWS call in them is a restore call.
 RESTORE_MODULES = [
     "aws/restore.py",
+    "aws/drill_sandbox.py",
+    "operators/drill.py",
     "aws/sts.py",
     "aws/audit_store.py",
     "notifiers/sns.py",
@@ -67,6 +69,10 @@ IMPLIED = {
             "kms:ReEncryptTo",
         },
     },
+    "ec2:CreateVpc": {"TagSpecifications": {"ec2:CreateTags"}},
+    "ec2:CreateSubnet": {"TagSpecifications": {"ec2:CreateTags"}},
+    "ec2:CreateSecurityGroup": {"TagSpecifications": {"ec2:CreateTags"}},
+    "rds:CreateDBSubnetGroup": {"Tags": {"rds:AddTagsToResource"}},
     "rds:RestoreDBInstanceFromDBSnapshot": {
         "Tags": {"rds:AddTagsToResource"},
         # An encrypted snapshot restores under its own key through an RDS grant.
@@ -79,7 +85,21 @@ IMPLIED = {
     "s3:GetObject": {"Bucket": {"kms:Decrypt"}},  # SSE-KMS objects are decrypted on read
 }
 #: EC2 Describe* calls support no resource-level permissions: "*" is the only option.
-NO_RESOURCE_LEVEL = {"ec2:DescribeSnapshots", "ec2:DescribeVolumes"}
+NO_RESOURCE_LEVEL = {
+    "ec2:DescribeSnapshots",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeInternetGateways",
+    "ec2:DescribeNatGateways",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVpcs",
+}
+#: Method names that are also AWS operation names but are called on SecureDR objects, by module.
+NOT_AWS_CALLS = {
+    # S3AuditTrail.verify (hash chain and Ed25519 signatures), not kms:Verify.
+    "operators/drill.py": {"verify"},
+}
 
 
 # --------------------------------------------------------------------------- static scan
@@ -128,6 +148,8 @@ def static_calls() -> set[tuple[str, str]]:
                 if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                     continue
                 name = node.func.attr
+                if name in NOT_AWS_CALLS.get(module, set()):
+                    continue
                 if name == "get_paginator" and node.args:
                     arg = node.args[0]
                     assert isinstance(arg, ast.Constant), f"{module}: dynamic paginator name"
@@ -206,6 +228,33 @@ def test_mutating_actions_are_bound_to_securedr_tags_and_encryption():
     assert by_sid["GrantDrKeyToEbsAndRdsOnly"]["Condition"]["Bool"] == {
         "kms:GrantIsForAWSResource": "true"
     }
+
+
+def test_drill_deletions_reach_only_drill_tagged_resources_never_real_restores():
+    by_sid = {s["Sid"]: s for s in POLICY["Statement"]}
+    deleting = [
+        s
+        for s in POLICY["Statement"]
+        if any(a.split(":")[1].startswith(("Delete", "Revoke")) for a in s["Action"])
+    ]
+    assert {s["Sid"] for s in deleting} == {
+        "DrillCloseAndDeleteOnlyDrillTaggedResources",
+        "DrillSubnetGroups",
+        "DrillDeleteOnlyDrillDatabases",
+    }
+    for sid in ("DrillCloseAndDeleteOnlyDrillTaggedResources", "DrillDeleteOnlyDrillDatabases"):
+        condition = by_sid[sid]["Condition"]
+        assert condition["Null"] == {"aws:ResourceTag/securedr:drill": "false"}
+        assert condition["StringEquals"] == {"aws:ResourceTag/securedr:plan": "${Plan}"}
+    # Databases restored by dr_restore are named restored-*: a drill can never delete them.
+    assert by_sid["DrillDeleteOnlyDrillDatabases"]["Resource"] == [
+        "arn:aws:rds:${DrRegion}:${AccountId}:db:drill-*"
+    ]
+    assert by_sid["DrillSubnetGroups"]["Resource"] == [
+        "arn:aws:rds:${DrRegion}:${AccountId}:subgrp:securedr-drill-*"
+    ]
+    created = by_sid["DrillCreateTaggedSandbox"]["Condition"]
+    assert created["Null"] == {"aws:RequestTag/securedr:drill": "false"}
 
 
 def test_trust_policy_requires_the_external_id_and_a_run_session_name():

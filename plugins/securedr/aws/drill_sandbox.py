@@ -198,13 +198,8 @@ def teardown(
         time.sleep(poll)
     for volume in ec2.describe_volumes(Filters=_drill_filter(drill_id))["Volumes"]:
         volume_id = volume["VolumeId"]
-        for attachment in volume.get("Attachments") or []:
-            attempt(
-                f"ec2:volume-attachment/{volume_id}",
-                lambda a=attachment, v=volume_id: ec2.detach_volume(
-                    VolumeId=v, Force=True, InstanceId=a["InstanceId"]
-                ),
-            )
+        # A drill never attaches its volumes. One somebody attached is in use: it is not
+        # force-detached from their instance but fails to delete and is named as a leftover.
         attempt(
             f"ec2:volume/{volume_id}",
             lambda v=volume_id: ec2.delete_volume(VolumeId=v),
