@@ -508,6 +508,42 @@ def print_restore(result: dict[str, Any], stack: Stack) -> None:
     print(render_restore_text(result["report"]))
 
 
+def run_drill(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
+    """Trigger dr_recovery_drill by hand (it also runs every quarter), wait, return its record."""
+    api = AirflowApi(state["api_url"]).login("admin", stack.passwords()["admin"])
+    run_id = api.trigger("dr_recovery_drill")
+    print(f"\nTriggered dr_recovery_drill run {run_id}; restoring into an isolated sandbox...")
+    started = time.monotonic()
+    final = api.wait("dr_recovery_drill", run_id, timeout=900)
+    record = api.xcom("dr_recovery_drill", run_id, "report_drill") if final == "success" else None
+    return {
+        "run_id": run_id,
+        "state": final,
+        "record": record,
+        "elapsed": time.monotonic() - started,
+        "tasks": api.task_states("dr_recovery_drill", run_id),
+    }
+
+
+def print_drill(result: dict[str, Any], stack: Stack) -> None:
+    from securedr.core.drill import render_text
+
+    print()
+    record = result["record"]
+    if record is None:
+        failed = [
+            t for t, s in sorted(result["tasks"].items()) if s in ("failed", "upstream_failed")
+        ]
+        print(f"dr_recovery_drill ended {result['state']}; failed steps: {', '.join(failed)}.")
+        print(f"Task logs (report_drill has the verdict): {stack.home}/airflow/logs")
+        return
+    print(render_text(record))
+    print(f"\nDrill report: {record['report_url']}")
+    local = sorted((stack.home / "reports").glob("drill-*.html"))
+    if local:
+        print(f"              {local[-1]} (local copy; open it in a browser)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.stack",
@@ -562,7 +598,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         restore = run_restore(stack, state)
         print_restore(restore, stack)
-        return 0 if restore["state"] == "success" else 1
+        if restore["state"] != "success":
+            return 1
+        drill = run_drill(stack, state)
+        print_drill(drill, stack)
+        return 0 if drill["state"] == "success" else 1
     finally:
         if not (args.keep or was_running):
             stack.down(quiet=True)

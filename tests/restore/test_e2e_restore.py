@@ -114,3 +114,22 @@ def test_a_user_who_is_not_an_initiator_is_refused_before_approval(restore_stack
 def test_a_viewer_cannot_even_trigger(restore_stack):
     with pytest.raises(StackError, match="HTTP 403"):
         restore_stack.api("mallory").trigger(DAG_ID, conf=VALID_PARAMS)
+
+
+def test_a_recovery_drill_on_the_real_components_passes_and_leaves_nothing(restore_stack):
+    from sandbox.stack import run_drill
+
+    result = run_drill(restore_stack.stack, restore_stack.state)
+
+    assert result["state"] == "success", result["tasks"]
+    record = result["record"]
+    assert record["passed"] and record["resources"]
+    assert {c["status"] for c in record["controls"]} == {"PASS"}
+    ec2 = _ec2(restore_stack)
+    tagged = [{"Name": "tag:securedr:drill", "Values": [record["sandbox_id"]]}]
+    assert ec2.describe_vpcs(Filters=tagged)["Vpcs"] == []
+    assert ec2.describe_volumes(Filters=tagged)["Volumes"] == []
+    # The HTML report is in the evidence bucket and a local copy is next to the other reports.
+    bucket, key = record["report_url"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=restore_stack.state["aws_url"])
+    assert b"<svg" in s3.get_object(Bucket=bucket, Key=key)["Body"].read()
