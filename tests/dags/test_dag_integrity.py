@@ -65,3 +65,34 @@ def test_nightly_schedule_and_order(dagbag):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("report_run").trigger_rule == "all_done"
     assert dag.get_task("preflight_security_checks").retries == 0
+
+
+def test_drill_schedule_setup_teardown_and_order(dagbag):
+    dag = dagbag.dags["dr_recovery_drill"]
+    assert dag.timetable.expression == "0 3 1 1,4,7,10 *"
+    assert dag.max_active_runs == 1
+    # A run-level timeout would kill tasks without running the teardown.
+    assert dag.dagrun_timeout is None
+    sandbox, teardown = dag.get_task("create_sandbox"), dag.get_task("teardown_sandbox")
+    assert sandbox.is_setup and teardown.is_teardown
+    assert teardown.on_failure_fail_dagrun  # a leftover fails the drill
+    assert "create_sandbox" in teardown.upstream_task_ids
+    order = [
+        "start_drill",
+        "create_sandbox",
+        "retrieve_recovery_points",
+        "restore_databases",
+        "wait_for_restored_resources",
+        "verify_restores",
+        "teardown_sandbox",
+        "report_drill",
+    ]
+    for upstream, downstream in itertools.pairwise(order):
+        assert upstream in dag.get_task(downstream).upstream_task_ids
+    for task_id in ("verify_restores", "report_drill"):
+        assert dag.get_task(task_id).trigger_rule == "all_done"
+    for task_id in ("restore_volumes", "restore_databases"):
+        assert dag.get_task(task_id).sandbox is not None
+    for task in dag.tasks:
+        if task.task_id not in ("wait_for_restored_resources",):
+            assert task.execution_timeout is not None, task.task_id
