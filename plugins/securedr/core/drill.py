@@ -950,7 +950,7 @@ def _bar_chart(
         y = top + i * row_h
         out.append(
             f'<text x="{left - 8}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end" fill="#1d2733">'
-            f"<title>{_e(label)}</title>{_e(_short(label, 27))}</text>"
+            f"<title>{_e(label)}</title>{_e(_short(label, 24))}</text>"
         )
         if value is None:
             out.append(

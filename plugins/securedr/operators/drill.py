@@ -123,7 +123,23 @@ class StartDrillOperator(RestoreStepOperator):
         }
 
 
-class CreateDrillSandboxOperator(RestoreStepOperator):
+class _SandboxStep(RestoreStepOperator):
+    """A drill step that works on the sandbox of the drill ``initiation`` names."""
+
+    template_fields: Sequence[str] = ("initiation", "plan_path")
+
+    def __init__(self, *, initiation: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.initiation = initiation
+
+    def sandbox_clients(self, context: Any) -> tuple[str, Any, Any]:
+        """(drill id, EC2 client, RDS client) in the DR Region, under the restore role."""
+        self.bind_run(context)
+        dr = self.plan.regions.dr
+        return _drill_id(self.initiation), self.clients.ec2(dr), self.clients.rds(dr)
+
+
+class CreateDrillSandboxOperator(_SandboxStep):
     """Build (or, on a retry, find) the drill's isolated network in the DR Region.
 
     Guarantees: the sandbox is its own VPC with no internet or NAT gateway and a security group
@@ -132,19 +148,15 @@ class CreateDrillSandboxOperator(RestoreStepOperator):
     teardown task does not run when its setup task failed). Returns the sandbox as a dict.
     """
 
-    template_fields: Sequence[str] = ("initiation", "plan_path")
     ui_color = "#dcfce7"
 
-    def __init__(self, *, initiation: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("retries", 1)
         super().__init__(**kwargs)
-        self.initiation = initiation
 
     def execute(self, context: Any) -> dict[str, Any]:
-        self.bind_run(context)
-        drill_id = _drill_id(self.initiation)
+        drill_id, ec2, rds = self.sandbox_clients(context)
         dr = self.plan.regions.dr
-        ec2, rds = self.clients.ec2(dr), self.clients.rds(dr)
         try:
             sandbox = drill_sandbox.create_sandbox(
                 ec2, rds, region=dr, plan=self.plan.name, drill_id=drill_id
@@ -276,7 +288,7 @@ class VerifyDrillOperator(RestoredResourceChecks):
         }
 
 
-class TeardownDrillSandboxOperator(RestoreStepOperator):
+class TeardownDrillSandboxOperator(_SandboxStep):
     """Delete everything the drill created, then prove nothing carrying its tag remains.
 
     Use as the drill's Airflow teardown task, so it runs on success, failure and timeout of the
@@ -285,19 +297,14 @@ class TeardownDrillSandboxOperator(RestoreStepOperator):
     each one (and why its deletion failed). Returns ``{"deleted": [...], "leftovers": []}``.
     """
 
-    template_fields: Sequence[str] = ("initiation", "plan_path")
     ui_color = "#fee2e2"
 
-    def __init__(self, *, initiation: Any, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("retries", 2)
         super().__init__(**kwargs)
-        self.initiation = initiation
 
     def execute(self, context: Any) -> dict[str, Any]:
-        self.bind_run(context)
-        drill_id = _drill_id(self.initiation)
-        dr = self.plan.regions.dr
-        ec2, rds = self.clients.ec2(dr), self.clients.rds(dr)
+        drill_id, ec2, rds = self.sandbox_clients(context)
         result = drill_sandbox.teardown(
             ec2,
             rds,
