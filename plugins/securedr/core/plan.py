@@ -304,9 +304,20 @@ class FileSets(_Model):
         Raises :class:`ValueError` (no key material in the message) if the file is missing or
         does not hold exactly one valid public key.
         """
-        from securedr.core.envelope import PUBLIC_KEY_PREFIX, KeyFormatError, recovery_key_id
+        from securedr.core.envelope import (
+            PRIVATE_KEY_PREFIX,
+            PUBLIC_KEY_PREFIX,
+            KeyFormatError,
+            recovery_key_id,
+        )
 
         value = self.recovery_public_key
+        if value.upper().startswith(PRIVATE_KEY_PREFIX):
+            # Never echoed: it is the secret that must stay offline.
+            raise ValueError(
+                "expected a recovery public key (securedr-recovery-pub-...) but this is the "
+                "PRIVATE key; remove it from the plan, keep it offline, and treat it as exposed"
+            )
         if value.lower().startswith(PUBLIC_KEY_PREFIX):
             text, where = value, "the key"
         else:
