@@ -209,6 +209,18 @@ class _ObjectWriter:
                 MultipartUpload={"Parts": self.parts},
                 IfNoneMatch="*",
             )
+            # Set the retention on the completed version itself too: the object is locked
+            # whether or not the service carried the upload's lock headers over.
+            self.s3.put_object_retention(
+                Bucket=self.bucket,
+                Key=self.key,
+                VersionId=response.get("VersionId"),
+                Retention={
+                    "Mode": self.extra["ObjectLockMode"],
+                    "RetainUntilDate": self.extra["ObjectLockRetainUntilDate"],
+                },
+                ChecksumAlgorithm="SHA256",
+            )
         return response.get("VersionId")
 
     def abort(self) -> None:
