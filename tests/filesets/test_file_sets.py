@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.estate import DEMO_DUMP, DEMO_FILES
 from securedr.aws import filesets as adapter
-from securedr.core.envelope import ChunkAuthenticationError, ChecksumMismatchError
+from securedr.core.envelope import ChecksumMismatchError, ChunkAuthenticationError
 from securedr.core.filesets import FileSetError
 from securedr.core.plan import plan_dir
 from tests.conftest import RECOVERY_PRIVATE_KEY, REPO
