@@ -1,7 +1,8 @@
 """dr_nightly_backup: protect every selected resource with a verified, signed DR copy.
 
 pre-flight checks -> discover -> recovery points -> wait -> copy to the DR Region -> wait
--> verify -> signed manifest -> retention -> report (always)
+-> verify -> signed manifest -> retention -> report (always); beside the snapshots, after the
+pre-flight checks: encrypted file sets (into the manifest)
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import timedelta
 from airflow.sdk import DAG, Param, TriggerRule, chain
 
 from securedr.operators.dr_copy import CopyToDrRegionOperator
+from securedr.operators.filesets import BackupFileSetsOperator
 from securedr.operators.manifest import SignRunManifestOperator
 from securedr.operators.preflight import PreflightChecksOperator
 from securedr.operators.recovery_points import (
@@ -53,7 +55,10 @@ with DAG(
         task_id="wait_for_dr_copies", points=dr_copies.output, location="dr"
     )
     verify = VerifyDrCopiesOperator(task_id="verify_dr_copies", points=dr_copies.output)
-    manifest = SignRunManifestOperator(task_id="sign_run_manifest", verifications=verify.output)
+    file_sets = BackupFileSetsOperator(task_id="backup_file_sets")
+    manifest = SignRunManifestOperator(
+        task_id="sign_run_manifest", verifications=verify.output, file_sets=file_sets.output
+    )
     retention = ApplyRetentionOperator(
         task_id="apply_retention",
         verifications=verify.output,
@@ -64,6 +69,7 @@ with DAG(
         verifications=verify.output,
         manifest=manifest.output,
         retention=retention.output,
+        file_sets=file_sets.output,
         trigger_rule=TriggerRule.ALL_DONE,
         retries=0,
     )
@@ -80,3 +86,4 @@ with DAG(
         retention,
         report,
     )
+    chain(preflight, file_sets, manifest)

@@ -2,7 +2,8 @@
 
 initiate (validate the request) -> enforce access control (initiator, approval by a second
 person) -> retrieve the encrypted backup (signed manifest, DR copies checked) -> restore (EBS
-volumes, RDS instances, under the restore role) -> wait -> confirm (checks, RTO/RPO, report,
+volumes, RDS instances, file sets decrypted and checked against the manifest, under the
+restore role) -> wait -> confirm (checks, RTO/RPO, report,
 notification). Every decision and action is appended to the audit trail.
 
 Trigger it from the UI ("Trigger DAG" with the form below); approvers answer under "Required
@@ -29,6 +30,7 @@ from securedr.operators.access import (
     CheckInitiatorOperator,
     RestoreApprovalOperator,
 )
+from securedr.operators.filesets import RestoreFileSetsOperator
 from securedr.operators.restore import (
     ConfirmRestoreOperator,
     InitiateRestoreOperator,
@@ -131,6 +133,11 @@ with DAG(
         initiation=initiate.output,
         retrieval=retrieve.output,
     )
+    restore_files = RestoreFileSetsOperator(
+        task_id="restore_file_sets",
+        initiation=initiate.output,
+        retrieval=retrieve.output,
+    )
     wait_restored = RestoredResourcesSensor(
         task_id="wait_for_restored_resources",
         restored=[restore_volumes.output, restore_databases.output],
@@ -141,6 +148,7 @@ with DAG(
         approval=check_approval.output,
         retrieval=retrieve.output,
         restored=[restore_volumes.output, restore_databases.output],
+        file_sets=restore_files.output,
     )
 
     chain(
@@ -153,3 +161,4 @@ with DAG(
         wait_restored,
         confirm,
     )
+    chain(retrieve, restore_files, confirm)

@@ -10,11 +10,20 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 
-from securedr.core.plan import Plan
+from securedr.core.plan import Plan, plan_dir
+
+#: Demo contents of the file sets: small config files and a "database dump".
+DEMO_FILES = {
+    "app.yaml": b"service: orders\nreplicas: 3\nregion: us-east-1\n",
+    "feature-flags.json": b'{"checkout_v2": true, "legacy_reports": false}\n',
+    "nginx/orders.conf": b"server { listen 443 ssl; server_name orders.example.internal; }\n",
+}
+DEMO_DUMP = b"-- PostgreSQL database dump (demo)\n" + b"INSERT INTO orders VALUES (1);\n" * 4000
 
 
 @dataclass
@@ -26,6 +35,7 @@ class Estate:
     unprotected_volumes: dict[str, list[str]] = field(default_factory=dict)
     protected_databases: dict[str, list[str]] = field(default_factory=dict)
     bucket: str = ""
+    file_sets: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -205,7 +215,66 @@ def seed(plan: Plan, endpoint_url: str | None) -> Estate:
             )
         ]
     estate.bucket = ensure_evidence_bucket(plan, estate.key_arns[plan.regions.dr], endpoint_url)
+    estate.file_sets = seed_file_sets(plan, endpoint_url)
     return estate
+
+
+def seed_file_sets(plan: Plan, endpoint_url: str | None) -> dict[str, str]:
+    """Source data for the plan's file sets: objects in each S3 source (its bucket is created
+    in the set's Region), files in each local source directory. Returns set name -> source."""
+    seeded: dict[str, str] = {}
+    for file_set in plan.file_sets.sets if plan.file_sets else []:
+        if file_set.is_s3:
+            region = str(file_set.region)
+            s3 = _client("s3", region, endpoint_url)
+            extra = {} if region == "us-east-1" else {"LocationConstraint": region}
+            try:
+                s3.head_bucket(Bucket=file_set.bucket)
+            except s3.exceptions.ClientError:
+                s3.create_bucket(
+                    Bucket=file_set.bucket,
+                    **({"CreateBucketConfiguration": extra} if extra else {}),
+                )
+            for name, body in DEMO_FILES.items():
+                s3.put_object(Bucket=file_set.bucket, Key=file_set.prefix + name, Body=body)
+        else:
+            directory = file_set.directory(plan_dir())
+            (directory / "daily").mkdir(parents=True, exist_ok=True)
+            (directory / "orders-db.sql").write_bytes(DEMO_DUMP)
+            (directory / "daily" / "orders-db.schema.sql").write_bytes(
+                b"CREATE TABLE orders (id bigint primary key);\n"
+            )
+        seeded[file_set.name] = file_set.source
+    return seeded
+
+
+#: File names of the demo recovery key pair under ``<home>/keys``.
+RECOVERY_PUBLIC_KEY_FILE = "recovery-public-key.txt"
+RECOVERY_PRIVATE_KEY_FILE = "offline/recovery-private-key.txt"
+
+
+def ensure_recovery_key(keys_dir: Path) -> Path:
+    """The demo's offline recovery key pair; returns the public key file the plan names.
+
+    Demo only: a real private key is created by ``securedr keygen`` on an offline machine and
+    never stored next to the system (here it sits in ``keys/offline/`` for the demo's
+    offline-recovery walk-through). Idempotent.
+    """
+    from securedr.core.envelope import generate_recovery_keypair, identity_file_contents
+
+    public_path = keys_dir / RECOVERY_PUBLIC_KEY_FILE
+    private_path = keys_dir / RECOVERY_PRIVATE_KEY_FILE
+    if not public_path.exists():
+        private, public = generate_recovery_keypair()
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        private_path.write_bytes(identity_file_contents(private))
+        private_path.chmod(0o600)
+        public_path.write_text(
+            "# SecureDR offline recovery public key (the private key is kept offline)\n"
+            + public.decode("ascii")
+            + "\n"
+        )
+    return public_path
 
 
 # ---------------------------------------------------------------------- restore (dr_restore)

@@ -208,7 +208,9 @@ class Stack:
         return state
 
     def _provision_keys(self) -> None:
-        """A manifest signing key pair for the demo, the public half in the trusted bundle."""
+        """A manifest signing key pair for the demo, the public half in the trusted bundle, and
+        the demo's offline recovery key pair for file sets."""
+        from sandbox.estate import ensure_recovery_key
         from securedr.core.signing import generate_signing_key
 
         keys = self.home / "keys"
@@ -221,6 +223,7 @@ class Stack:
             private_path.chmod(0o600)
             with trusted.open("ab") as bundle:
                 bundle.write(public)
+        ensure_recovery_key(keys)
 
     def _seed(self, env: dict[str, str]) -> dict[str, Any]:
         """The demo estate, plus what dr_restore needs: its role, a private DB network, a topic."""

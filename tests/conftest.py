@@ -40,6 +40,17 @@ for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
     os.environ.pop(_var, None)
 
 
+def _provision_recovery_key() -> Path:
+    # The shipped plan names this file; every plan load checks it, so it exists from the start.
+    from sandbox.estate import ensure_recovery_key
+
+    return ensure_recovery_key(_HOME / "securedr" / "keys")
+
+
+RECOVERY_PUBLIC_KEY = _provision_recovery_key()
+RECOVERY_PRIVATE_KEY = RECOVERY_PUBLIC_KEY.parent / "offline" / "recovery-private-key.txt"
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """The metadata database, migrated once per session."""

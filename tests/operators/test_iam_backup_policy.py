@@ -12,9 +12,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from securedr.core.iam import render
+from securedr.aws import filesets as filesets_adapter
+from securedr.core.iam import backup_policy_values, render
 from securedr.core.model import lineage_tags
 from securedr.operators.dr_copy import CopyToDrRegionOperator
+from securedr.operators.filesets import BackupFileSetsOperator
 from securedr.operators.manifest import SignRunManifestOperator
 from securedr.operators.preflight import PreflightChecksOperator
 from securedr.operators.recovery_points import (
@@ -37,6 +39,9 @@ S3_ACTIONS = {
     "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
 }
 #: AWS evaluates no resource for these, so "*" is the only possible resource.
 UNSCOPABLE = {
@@ -56,6 +61,10 @@ VIA_SERVICE = {
 }
 #: Implied by a call with Object Lock parameters (PutObject with a retain-until date).
 IMPLIED = {"s3:PutObjectRetention"}
+#: Called only when an upload fails half way (tested on its own below).
+ON_FAILURE = {"s3:AbortMultipartUpload"}
+#: Stand-in for the DR key's ARN where no estate exists.
+SOME_DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
 
 
 def _action(service: str, operation: str) -> str:
@@ -94,15 +103,9 @@ def recorded_calls():
         aiobotocore.client.AioBaseClient._make_api_call = async_call
 
 
-def _policy(plan) -> dict:
+def _policy(plan, dr_key_arn: str = SOME_DR_KEY) -> dict:
     return render(
-        POLICY.read_text(),
-        {
-            "AccountId": ACCOUNT,
-            "Plan": plan.name,
-            "EvidenceBucket": plan.evidence_bucket.name,
-            "EvidencePrefix": plan.evidence_bucket.prefix,
-        },
+        POLICY.read_text(), backup_policy_values(plan, account_id=ACCOUNT, dr_key_arn=dr_key_arn)
     )
 
 
@@ -143,7 +146,13 @@ def test_policy_has_no_wildcard_actions_and_scopes_every_resource_it_can(plan):
                 assert resource.startswith("arn:aws:"), resource
     for action in VIA_SERVICE:
         for statement in _statements_for(policy, action):
+            if statement["Resource"] == [SOME_DR_KEY]:
+                continue  # file-set data keys: the DR key alone, called directly
             assert "kms:ViaService" in json.dumps(statement.get("Condition", {})), action
+    direct = [s for s in policy["Statement"] if s["Resource"] == [SOME_DR_KEY]]
+    assert {a for s in direct for a in s["Action"]} == {"kms:GenerateDataKey", "kms:Decrypt"}
+    sources = {r for s in _statements_for(policy, "s3:GetObject") for r in s["Resource"]}
+    assert "arn:aws:s3:::securedr-demo-app-config/config/*" in sources
     for action in ("ec2:DeleteSnapshot", "ec2:ModifySnapshotAttribute"):
         for statement in _statements_for(policy, action):
             condition = statement["Condition"]["StringEquals"]
@@ -151,8 +160,12 @@ def test_policy_has_no_wildcard_actions_and_scopes_every_resource_it_can(plan):
             assert condition["aws:ResourceTag/securedr:plan"] == plan.name
 
 
-def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan, ctx):
+def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan, ctx, monkeypatch):
     dr = plan.regions.dr
+    # A file large enough for a multipart upload, in the local file set.
+    monkeypatch.setattr(filesets_adapter, "PART_SIZE", 5 << 20)
+    local = next(f for f in plan.file_sets.sets if not f.is_s3)
+    (local.directory(Path(".")) / "big.dump").write_bytes(b"x" * (6 << 20))
     # An expired copy (so retention deletes) and, after copying, a public copy (so verify unshares).
     volume = boto3.client("ec2", region_name=dr).create_volume(AvailabilityZone=f"{dr}a", Size=1)
     tags = lineage_tags(
@@ -203,6 +216,11 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
 
     with recorded_calls() as calls:
         PreflightChecksOperator(task_id="preflight").execute(ctx)
+        file_sets = BackupFileSetsOperator(task_id="backup_file_sets").execute(ctx)
+        # A retry finds, and decrypts to check, what the first try stored.
+        assert BackupFileSetsOperator(task_id="backup_file_sets").execute(ctx) == [
+            {**entry, "reused": entry["file_count"]} for entry in file_sets
+        ]
         found = DiscoverProtectedResourcesOperator(task_id="discover").execute(ctx)
         points = CreateRecoveryPointsOperator(
             task_id="snapshot", protected_resources=found
@@ -238,7 +256,9 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
             )
     with recorded_calls() as later:
         verdicts = VerifyDrCopiesOperator(task_id="verify", points=copied).execute(ctx)
-        manifest = SignRunManifestOperator(task_id="manifest", verifications=verdicts).execute(ctx)
+        manifest = SignRunManifestOperator(
+            task_id="manifest", verifications=verdicts, file_sets=file_sets
+        ).execute(ctx)
         retention = ApplyRetentionOperator(task_id="retention", verifications=verdicts).execute(ctx)
 
         class TI:
@@ -251,13 +271,57 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
     calls |= later
     assert retention["deleted"], "the run exercised deletion"
 
-    policy = _policy(plan)
+    policy = _policy(plan, estate.key_arns[dr])
     allowed = _allowed(policy)
     assert calls - allowed == set(), f"calls the policy does not allow: {calls - allowed}"
-    unused = allowed - calls - VIA_SERVICE - IMPLIED
+    assert {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"} <= calls
+    unused = allowed - calls - VIA_SERVICE - IMPLIED - ON_FAILURE
     assert unused == set(), f"the policy allows more than the run needs: {unused}"
 
 
 @pytest.mark.parametrize("action", sorted(VIA_SERVICE | IMPLIED))
 def test_indirect_permissions_are_granted(plan, action):
     assert action in _allowed(_policy(plan))
+
+
+def test_an_upload_that_fails_half_way_is_aborted_with_an_allowed_call(estate, plan, monkeypatch):
+    import io
+
+    class Failing(io.RawIOBase):
+        """Six MiB of data, then a read error: the first part is uploaded, then it fails."""
+
+        def __init__(self) -> None:
+            self.left = 6 << 20
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            if self.left <= 0:
+                raise OSError("disk read error")
+            n = min(len(buffer), self.left)
+            buffer[:n] = b"y" * n
+            self.left -= n
+            return n
+
+    monkeypatch.setattr(filesets_adapter, "PART_SIZE", 5 << 20)
+    dr = plan.regions.dr
+    s3 = boto3.client("s3", region_name=dr)
+    key = f"{plan.evidence_bucket.prefix}/file-sets/{plan.name}/x/set/failing.sdr"
+    public = plan.recovery_public_key(Path("."))
+    with recorded_calls() as calls, pytest.raises(OSError, match="disk read error"):
+        filesets_adapter.store_envelope(
+            s3,
+            boto3.client("kms", region_name=dr),
+            Failing(),
+            bucket=plan.evidence_bucket.name,
+            key=key,
+            kms_key_arn=estate.key_arns[dr],
+            recovery_public_key=public,
+            lock_mode="GOVERNANCE",
+            lock_days=1,
+        )
+    assert {"s3:PutObject", "s3:AbortMultipartUpload"} <= calls
+    assert calls <= _allowed(_policy(plan, estate.key_arns[dr]))
+    assert s3.list_multipart_uploads(Bucket=plan.evidence_bucket.name).get("Uploads", []) == []
+    assert "Contents" not in s3.list_objects_v2(Bucket=plan.evidence_bucket.name, Prefix=key)

@@ -36,6 +36,7 @@ class Backup:
     created_at: str
     points: list[dict[str, Any]]
     document: dict[str, Any]
+    file_sets: list[dict[str, Any]] = field(default_factory=list)
 
     def point(self, kind: str) -> dict[str, Any]:
         return next(p for p in self.points if p["kind"] == kind)
@@ -108,6 +109,7 @@ def make_backup(
     created_at: datetime | None = None,
     dr_key_arn: str | None = None,
     verified: bool = True,
+    file_sets: list[dict[str, Any]] | None = None,
 ) -> Backup:
     """Recovery points + DR copies (lineage-tagged) + a signed manifest, like a nightly run."""
     from securedr.aws import ebs, rds
@@ -222,6 +224,7 @@ def make_backup(
         dr_region=dr,
         dr_kms_key_arn=estate.key_arns[dr],
         verifications=verdicts,
+        file_sets=file_sets or [],
     )
     document = sign_document(payload, private_key)
     store = evidence_store(plan, estate.key_arns[dr])
@@ -233,12 +236,21 @@ def make_backup(
         created_at=created.isoformat(),
         points=payload["recovery_points"],
         document=document,
+        file_sets=payload["file_sets"],
     )
+
+
+def backup_file_sets(run_id: str = "scheduled__2026-11-25T02:00:00+00:00") -> list[dict[str, Any]]:
+    """What the nightly file-set step stores for ``run_id`` (its manifest entries)."""
+    from securedr.operators.filesets import BackupFileSetsOperator
+    from tests.operators.helpers import task_context
+
+    return BackupFileSetsOperator(task_id="backup_file_sets").execute(task_context(run_id))
 
 
 @pytest.fixture
 def backup(restore_plan, estate, signing_keys) -> Backup:
-    return make_backup(restore_plan, estate, signing_keys[0])
+    return make_backup(restore_plan, estate, signing_keys[0], file_sets=backup_file_sets())
 
 
 # --------------------------------------------------------------------------- run harness
@@ -347,6 +359,17 @@ class Harness:
         )
         self.outputs[f"restore_{kind}"] = op.execute(self.context)
         return self.outputs[f"restore_{kind}"]
+
+    def restore_file_sets(self) -> list[dict[str, Any]]:
+        from securedr.operators.filesets import RestoreFileSetsOperator
+
+        op = RestoreFileSetsOperator(
+            task_id="restore_file_sets",
+            initiation=self.outputs["initiate"],
+            retrieval=self.outputs["retrieve"],
+        )
+        self.outputs["restore_file_sets"] = op.execute(self.context)
+        return self.outputs["restore_file_sets"]
 
     def wait(self) -> None:
         from securedr.sensors.restore import RestoredResourcesSensor

@@ -32,6 +32,7 @@ RESTORE_MODULES = [
     "aws/audit_store.py",
     "notifiers/sns.py",
     "operators/restore.py",
+    "operators/filesets.py",
     "operators/access.py",
     "operators/audit.py",
     "sensors/restore.py",
@@ -43,6 +44,7 @@ SHARED_HELPERS = {
     "aws/rds.py": ["describe_snapshots", "describe_requests", "sharing"],
     "aws/evidence.py": ["EvidenceStore.put", "EvidenceStore.get", "EvidenceStore.list"],
     "aws/kms.py": ["describe_key"],
+    "aws/filesets.py": ["restore_file", "_get", "_data_key"],
     "operators/base.py": ["SecureDrMixin.key_arn", "SecureDrMixin.evidence"],
 }
 SERVICES = ("ec2", "rds", "s3", "kms", "sns", "sts")
@@ -82,7 +84,8 @@ IMPLIED = {
         "ObjectLockMode": {"s3:PutObjectRetention"},
         "SSEKMSKeyId": {"kms:GenerateDataKey"},
     },
-    "s3:GetObject": {"Bucket": {"kms:Decrypt"}},  # SSE-KMS objects are decrypted on read
+    # SSE-KMS objects are decrypted on read; reading a given version is its own permission.
+    "s3:GetObject": {"Bucket": {"kms:Decrypt"}, "VersionId": {"s3:GetObjectVersion"}},
 }
 #: EC2 Describe* calls support no resource-level permissions: "*" is the only option.
 NO_RESOURCE_LEVEL = {
@@ -288,13 +291,16 @@ def test_a_real_run_calls_nothing_the_static_scan_missed(restore_plan, backup, a
     they carry the parameters the implied permissions are derived from."""
     h = Harness()
     h.run_all(approver="carol")
+    assert h.restore_file_sets()
     h.restore("ebs")
     h.restore("rds")
     base_key = os.environ["AWS_ACCESS_KEY_ID"]
     recorded = {(c.service, c.operation) for c in api_calls}
     assert recorded - static_calls() == set()
     assert {(c.service, c.operation) for c in api_calls if c.access_key == base_key} == {ASSUME}
-    params = {f"{c.service}:{c.operation}": set(c.params) for c in api_calls}
+    params: dict[str, set[str]] = {}
+    for c in api_calls:
+        params.setdefault(f"{c.service}:{c.operation}", set()).update(c.params)
     for action, triggers in IMPLIED.items():
         if action in params:
             assert set(triggers) <= params[action], (action, params[action])

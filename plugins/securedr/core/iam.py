@@ -30,6 +30,28 @@ class TemplateError(ValueError):
     """A template placeholder has no value."""
 
 
+def backup_policy_values(
+    plan: Plan, *, account_id: str, dr_key_arn: str
+) -> dict[str, str | list[str] | None]:
+    """The placeholder values of the nightly backup policy for ``plan`` in ``account_id``.
+
+    The file sets' S3 sources become lists (bucket ARNs, object ARNs under each prefix, and the
+    prefixes ``ListBucket`` may be asked for); with no S3 source their statements are dropped.
+    """
+    sources = [f for f in (plan.file_sets.sets if plan.file_sets else []) if f.is_s3]
+    return {
+        "AccountId": account_id,
+        "Plan": plan.name,
+        "EvidenceBucket": plan.evidence_bucket.name,
+        "EvidencePrefix": plan.evidence_bucket.prefix.strip("/"),
+        "DrKeyArn": dr_key_arn,
+        "FileSetSourceBuckets": sorted({f"arn:aws:s3:::{f.bucket}" for f in sources}) or None,
+        "FileSetSourceObjects": sorted({f"arn:aws:s3:::{f.bucket}/{f.prefix}*" for f in sources})
+        or None,
+        "FileSetSourcePrefixes": sorted({f"{f.prefix}*" for f in sources}) or None,
+    }
+
+
 def policy_values(
     plan: Plan, *, account_id: str, dr_key_arn: str, sns_topic_arn: str | None = None
 ) -> dict[str, str | None]:
@@ -51,9 +73,10 @@ def placeholders(template: str) -> set[str]:
     return set(_PLACEHOLDER.findall(template))
 
 
-def render(template: str, values: Mapping[str, str | None]) -> dict[str, Any]:
+def render(template: str, values: Mapping[str, str | list[str] | None]) -> dict[str, Any]:
     """Fill ``template`` (policy JSON text) with ``values``; return the policy document.
 
+    A list value fills a list element that is exactly its placeholder with all its items.
     Statements whose resources all depend on a value that is ``None`` are removed; any other
     placeholder without a value raises :class:`TemplateError`.
     """
@@ -72,6 +95,9 @@ def render(template: str, values: Mapping[str, str | None]) -> dict[str, Any]:
             raise TemplateError(
                 f"no value for {', '.join(missing)} in statement {statement.get('Sid')}"
             )
+        for name, value in values.items():
+            if isinstance(value, list):
+                text = text.replace(f'"${{{name}}}"', ", ".join(json.dumps(v) for v in value))
         kept.append(json.loads(_PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)))
     document["Statement"] = kept
     return dict(document)

@@ -170,10 +170,187 @@ class RestoreTarget(_Model):
     db_subnet_group: str | None = None
     security_group_ids: list[str] = Field(default_factory=list)
     db_instance_class: str | None = None
+    file_set_directory: str | None = Field(
+        default=None,
+        description="Local directory restored file sets are written under (one folder per run)",
+    )
+
+    def file_set_path(self, base_dir: Path) -> Path | None:
+        """``file_set_directory`` with ``$VARS`` and ``~`` expanded, relative to ``base_dir``."""
+        if self.file_set_directory is None:
+            return None
+        return _expand_path(self.file_set_directory, base_dir)
 
 
 class Notifications(_Model):
     sns_topic_arn: str | None = None
+
+
+#: ``s3://bucket`` or ``s3://bucket/prefix``; the prefix is taken literally (no globbing).
+S3_URL_RE = re.compile(r"^s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?$")
+FILE_SET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+class FileSet(_Model):
+    """One set of files to back up: every object under an S3 prefix, or every regular file
+    under a local directory (database dumps, exports), recursively."""
+
+    name: str = Field(description="Unique within the plan; names the set in keys and reports")
+    source: str = Field(description="'s3://bucket/prefix' or a local directory")
+    region: str | None = Field(default=None, description="The source bucket's Region (S3 only)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not FILE_SET_NAME_RE.match(value):
+            raise ValueError(
+                "expected 1-63 lowercase letters, digits, '.', '_' or '-', starting with a letter "
+                f"or digit, found {value!r}"
+            )
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value.lower().startswith("s3:"):
+            match = S3_URL_RE.match(value)
+            if not match or not value.startswith("s3://"):
+                raise ValueError(f"expected 's3://bucket/prefix', found {value!r}")
+            bucket, prefix = match["bucket"], match["prefix"] or ""
+            if not BUCKET_RE.match(bucket) or ".." in bucket:
+                raise ValueError(
+                    f"{bucket!r} in {value!r} is not an S3 bucket name (3-63 lowercase letters, "
+                    "digits, dots, hyphens)"
+                )
+            if (
+                prefix.startswith("/")
+                or "//" in prefix
+                or any(part in (".", "..") for part in prefix.split("/"))
+            ):
+                raise ValueError(f"the prefix in {value!r} has empty, '.' or '..' parts")
+            return value
+        if "://" in value:
+            raise ValueError(
+                f"expected 's3://bucket/prefix' or a local directory, found {value!r} (only S3 "
+                "URLs are supported)"
+            )
+        if not value:
+            raise ValueError("is empty; give 's3://bucket/prefix' or a local directory")
+        return value
+
+    @model_validator(mode="after")
+    def _region(self) -> FileSet:
+        if self.is_s3:
+            if self.region is None:
+                raise ValueError(
+                    f"file set {self.name!r}: an S3 source needs 'region' (the source bucket's "
+                    "Region)"
+                )
+            _check_region(self.region)
+        elif self.region is not None:
+            raise ValueError(
+                f"file set {self.name!r}: 'region' is only for S3 sources; remove it for a "
+                "local directory"
+            )
+        return self
+
+    @property
+    def is_s3(self) -> bool:
+        return self.source.startswith("s3://")
+
+    @property
+    def bucket(self) -> str:
+        """The source bucket (S3 sources only)."""
+        match = S3_URL_RE.match(self.source)
+        if not self.is_s3 or match is None:
+            raise ValueError(f"file set {self.name!r} is not an S3 source")
+        return match["bucket"]
+
+    @property
+    def prefix(self) -> str:
+        """The source key prefix (S3 sources only; may be empty for a whole bucket)."""
+        match = S3_URL_RE.match(self.source)
+        if not self.is_s3 or match is None:
+            raise ValueError(f"file set {self.name!r} is not an S3 source")
+        return match["prefix"] or ""
+
+    def directory(self, base_dir: Path) -> Path:
+        """The local source directory, ``$VARS`` and ``~`` expanded, relative to ``base_dir``."""
+        return _expand_path(self.source, base_dir)
+
+
+class FileSets(_Model):
+    """File sets backed up as SecureDR envelopes (docs/envelope-format.md) into the evidence
+    bucket, each data key wrapped by the DR Region's KMS key and by the offline recovery key."""
+
+    recovery_public_key: str = Field(
+        description="The offline recovery public key (securedr-recovery-pub-...), or a file "
+        "holding it; its private half never touches SecureDR"
+    )
+    sets: list[FileSet] = Field(min_length=1)
+
+    @field_validator("sets")
+    @classmethod
+    def _unique(cls, value: list[FileSet]) -> list[FileSet]:
+        names = [s.name for s in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"file set name(s) used more than once: {', '.join(twice)}")
+        return value
+
+    def public_key_text(self, base_dir: Path) -> str:
+        """The recovery public key text, read from its file if the plan names one.
+
+        Raises :class:`ValueError` (no key material in the message) if the file is missing or
+        does not hold exactly one valid public key.
+        """
+        from securedr.core.envelope import (
+            PRIVATE_KEY_PREFIX,
+            PUBLIC_KEY_PREFIX,
+            KeyFormatError,
+            recovery_key_id,
+        )
+
+        value = self.recovery_public_key
+        if value.upper().startswith(PRIVATE_KEY_PREFIX):
+            # Never echoed: it is the secret that must stay offline.
+            raise ValueError(
+                "expected a recovery public key (securedr-recovery-pub-...) but this is the "
+                "PRIVATE key; remove it from the plan, keep it offline, and treat it as exposed"
+            )
+        if value.lower().startswith(PUBLIC_KEY_PREFIX):
+            text, where = value, "the key"
+        else:
+            path = _expand_path(value, base_dir)
+            where = str(path)
+            try:
+                raw = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise ValueError(
+                    f"the recovery public key file {path} does not exist; create the key pair "
+                    "offline with 'securedr keygen --out <private key file>' and save the "
+                    "public key it prints in this file"
+                ) from None
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"the recovery public key file {path} cannot be read ({exc})"
+                ) from None
+            lines = [
+                line.strip()
+                for line in raw.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+            if len(lines) != 1:
+                raise ValueError(
+                    f"{path} must hold exactly one securedr-recovery-pub-... line (found "
+                    f"{len(lines)} non-comment lines)"
+                )
+            text = lines[0]
+        try:
+            recovery_key_id(text)
+        except KeyFormatError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        return text
 
 
 class Plan(_Model):
@@ -192,6 +369,7 @@ class Plan(_Model):
     waits: Waits = Field(default_factory=Waits)
     restore: RestoreTarget = Field(default_factory=RestoreTarget)
     notifications: Notifications = Field(default_factory=Notifications)
+    file_sets: FileSets | None = None
 
     @field_validator("kms_keys")
     @classmethod
@@ -220,6 +398,16 @@ class Plan(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _file_sets_not_from_evidence(self) -> Plan:
+        for file_set in self.file_sets.sets if self.file_sets else []:
+            if file_set.is_s3 and file_set.bucket == self.evidence_bucket.name:
+                raise ValueError(
+                    f"file_sets: file set {file_set.name!r} reads the evidence bucket itself; "
+                    "back up source data, not SecureDR's own copies"
+                )
+        return self
+
     @property
     def all_regions(self) -> list[str]:
         """Source Regions followed by the DR Region."""
@@ -231,8 +419,18 @@ class Plan(_Model):
 
     def trusted_keys_path(self, base_dir: Path) -> Path:
         """The trusted-keys bundle, with ``$VARS`` and ``~`` expanded, relative to ``base_dir``."""
-        path = Path(os.path.expanduser(os.path.expandvars(self.signing.trusted_keys)))
-        return path if path.is_absolute() else base_dir / path
+        return _expand_path(self.signing.trusted_keys, base_dir)
+
+    def recovery_public_key(self, base_dir: Path) -> str:
+        """The file sets' recovery public key text (see :meth:`FileSets.public_key_text`)."""
+        if self.file_sets is None:
+            raise ValueError("the plan has no file_sets section")
+        return self.file_sets.public_key_text(base_dir)
+
+
+def _expand_path(value: str, base_dir: Path) -> Path:
+    path = Path(os.path.expanduser(os.path.expandvars(value)))
+    return path if path.is_absolute() else base_dir / path
 
 
 def _check_region(value: str) -> str:
@@ -241,14 +439,24 @@ def _check_region(value: str) -> str:
     return value
 
 
-def parse_plan(data: Any, source: str = "<plan>") -> Plan:
-    """Validate parsed YAML as a plan; raise :class:`PlanError` listing every problem."""
+def parse_plan(data: Any, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
+    """Validate parsed YAML as a plan; raise :class:`PlanError` listing every problem.
+
+    With ``base_dir`` (the plan file's directory) the files the plan names that must exist
+    before anything runs are checked too: the file sets' recovery public key.
+    """
     if not isinstance(data, Mapping):
         raise PlanError(source, [("(top level)", f"expected a mapping, found {_kind(data)}")])
     try:
-        return Plan.model_validate(dict(data))
+        plan = Plan.model_validate(dict(data))
     except ValidationError as exc:
         raise PlanError(source, [_describe(err) for err in exc.errors()]) from None
+    if base_dir is not None and plan.file_sets is not None:
+        try:
+            plan.recovery_public_key(base_dir)
+        except ValueError as exc:
+            raise PlanError(source, [("file_sets.recovery_public_key", str(exc))]) from None
+    return plan
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
@@ -277,7 +485,7 @@ def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
         raise PlanError(
             str(resolved), [("(file)", f"holds a value YAML cannot read: {exc}")]
         ) from None
-    return parse_plan(data, str(resolved))
+    return parse_plan(data, str(resolved), resolved.resolve().parent)
 
 
 def plan_dir(path: str | os.PathLike[str] | None = None) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from securedr.core.filesets import failed_file_sets, summarize
 from securedr.core.model import Verification
 
 
@@ -19,9 +20,12 @@ def nightly_report(
     manifest: Mapping[str, Any] | None,
     retention: Mapping[str, Any] | None,
     failed_tasks: Sequence[str] = (),
+    file_sets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The run's record. ``succeeded`` is true only if every copy verified and no step failed."""
+    """The run's record. ``succeeded`` is true only if every copy verified, every file set
+    was backed up completely and no step failed."""
     failed = [v for v in verifications if not v.passed]
+    failed_sets = failed_file_sets(file_sets)
     points = []
     for v in verifications:
         p = v.recovery_point
@@ -46,7 +50,7 @@ def nightly_report(
         "started_at": started_at,
         "finished_at": finished_at,
         "duration_seconds": round(duration_seconds, 1),
-        "succeeded": not failed and not failed_tasks,
+        "succeeded": not failed and not failed_tasks and not failed_sets,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
         "verified": len(verifications) - len(failed),
@@ -54,6 +58,8 @@ def nightly_report(
             f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
         ],
         "incidents": [i for v in verifications for i in v.incidents],
+        "file_sets": summarize(file_sets),
+        "failed_file_sets": failed_sets,
         "manifest": dict(manifest) if manifest else None,
         "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
     }
@@ -84,6 +90,28 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     for p in report["recovery_points"]:
         for problem in p["problems"]:
             lines.append(f"  ! {p['source']}: {problem}")
+    file_sets = report.get("file_sets") or []
+    if file_sets:
+        lines.append("")
+        lines.append(f"File sets: {len(file_sets)}")
+        rows = [("NAME", "SOURCE", "FILES", "BYTES", "STORED")]
+        for s in file_sets:
+            rows.append(
+                (
+                    s["name"],
+                    s["source"],
+                    str(s["file_count"]),
+                    str(s["total_size"]),
+                    "yes" if s["succeeded"] else "NO",
+                )
+            )
+        widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+        lines += [
+            "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows
+        ]
+        for s in file_sets:
+            lines.extend(f"  ! {s['name']}: {p}" for p in s["problems"])
     lines.append("")
     lines.append("Incidents: " + ("none" if not report["incidents"] else ""))
     lines += [f"  - {i}" for i in report["incidents"]]

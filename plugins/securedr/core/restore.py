@@ -432,9 +432,11 @@ def restore_report(
     confirmed_at: datetime,
     rto_target_minutes: float,
     rpo_target_hours: float,
+    file_sets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The restore report: who asked and approved, what was restored from which point, every
-    check's verdict, RTO and RPO against the plan's targets, and the overall outcome."""
+    check's verdict, the file sets restored (each file verified against the signed manifest),
+    RTO and RPO against the plan's targets, and the overall outcome."""
     rto = rto_seconds(started_at, confirmed_at)
     rpos = [r["rpo_seconds"] for r in results if r.get("rpo_seconds") is not None]
     worst_rpo = max(rpos) if rpos else None
@@ -462,8 +464,10 @@ def restore_report(
         "rpo_target_seconds": rpo_target_hours * 3600,
         "rpo_met": None if worst_rpo is None else worst_rpo <= rpo_target_hours * 3600,
         "resources": [dict(r) for r in results],
-        "failed": [f"{r['kind']}:{r['source_id']}" for r in failed],
-        "succeeded": not failed,
+        "file_sets": [dict(f) for f in file_sets],
+        "failed": [f"{r['kind']}:{r['source_id']}" for r in failed]
+        + [f"file-set:{f['name']}" for f in file_sets if f.get("problems")],
+        "succeeded": not failed and not any(f.get("problems") for f in file_sets),
     }
 
 
@@ -499,4 +503,11 @@ def render_restore_text(report: Mapping[str, Any]) -> str:
             f"{r['dr_snapshot_id']} -> {r.get('resource_id') or '-'}"
         )
         lines.extend(f"      - {p}" for p in r.get("problems") or [])
+    for f in report.get("file_sets") or []:
+        status = "would restore" if report["dry_run"] else ("FAILED" if f.get("problems") else "ok")
+        lines.append(
+            f"  [{status}] file set {f['name']}: {f.get('files', 0)} files, "
+            f"{f.get('bytes', 0)} bytes verified -> {f.get('directory') or '-'}"
+        )
+        lines.extend(f"      - {p}" for p in f.get("problems") or [])
     return "\n".join(lines)

@@ -27,11 +27,12 @@ class SignRunManifestOperator(SecureDrOperator):
     written for this run and reuses it. Returns the manifest's location, key id and digest.
     """
 
-    template_fields: Sequence[str] = ("verifications", "plan_path")
+    template_fields: Sequence[str] = ("verifications", "file_sets", "plan_path")
 
-    def __init__(self, *, verifications: Any, **kwargs: Any) -> None:
+    def __init__(self, *, verifications: Any, file_sets: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verifications = verifications
+        self.file_sets = file_sets
 
     def execute(self, context: Any) -> dict[str, Any]:
         dag_id, run_id = run_identity(context)
@@ -58,6 +59,7 @@ class SignRunManifestOperator(SecureDrOperator):
             dr_region=plan.regions.dr,
             dr_kms_key_arn=self.key_arn(plan.regions.dr),
             verifications=verdicts,
+            file_sets=list(self.file_sets or []),
         )
         document = signing.sign_document(payload, self.signing_private_key())
         signing.verify_document(document, trusted)  # refuse to store what restores would refuse
@@ -81,4 +83,5 @@ class SignRunManifestOperator(SecureDrOperator):
             "key_id": document["signature"]["key_id"],
             "sha256": hashlib.sha256(signing.canonical_json(document)).hexdigest(),
             "recovery_points": len(document["payload"]["recovery_points"]),
+            "files": sum(len(f.get("files") or []) for f in document["payload"]["file_sets"]),
         }

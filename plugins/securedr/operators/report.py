@@ -22,16 +22,32 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
-    any DR copy failed verification or any earlier step failed, naming them.
+    any DR copy failed verification, any file set failed or any earlier step failed, naming
+    them.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
     """
 
-    template_fields: Sequence[str] = ("verifications", "manifest", "retention", "plan_path")
+    template_fields: Sequence[str] = (
+        "verifications",
+        "manifest",
+        "retention",
+        "file_sets",
+        "plan_path",
+    )
 
-    def __init__(self, *, verifications: Any, manifest: Any, retention: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        verifications: Any,
+        manifest: Any,
+        retention: Any,
+        file_sets: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.file_sets = file_sets
         self.verifications = verifications
         self.manifest = manifest
         self.retention = retention
@@ -57,6 +73,7 @@ class NightlyReportOperator(SecureDrOperator):
             manifest=self.manifest or None,
             retention=self.retention or None,
             failed_tasks=failed_tasks,
+            file_sets=list(self.file_sets or []),
         )
         text = render_nightly_text(report)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -84,6 +101,8 @@ class NightlyReportOperator(SecureDrOperator):
                 reasons.append(
                     "DR copies failed verification: " + ", ".join(report["failed_verification"])
                 )
+            if report["failed_file_sets"]:
+                reasons.append("file sets failed: " + "; ".join(report["failed_file_sets"]))
             if failed_tasks:
                 reasons.append("steps failed: " + ", ".join(failed_tasks))
             raise AirflowFailException("Nightly backup failed - " + "; ".join(reasons))

@@ -109,7 +109,9 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
     marked verified, and its DR copy still exists, is completed, is encrypted under exactly the
     plan's DR key, carries SecureDR's lineage tags for this plan and run, and is shared with
     nobody. Anything else is audited as ``refused`` and fails the run naming every problem.
-    Returns ``{"manifest": {...}, "points": [...]}``.
+    Returns ``{"manifest": {...}, "points": [...], "file_sets": [...]}``; the file sets (the
+    signed manifest's entries, restored when every resource is requested) are checked file by
+    file when they are restored.
     """
 
     template_fields: Sequence[str] = ("initiation", "plan_path")
@@ -142,6 +144,12 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
             )
         points = [{k: p.get(k) for k in _POINT_FIELDS} for p in choice.points]
         manifest = {**choice.summary()}
+        # File sets are restored with "all" resources: ids name snapshots' sources only.
+        file_sets = (
+            [dict(f) for f in choice.payload.get("file_sets") or [] if f.get("files")]
+            if request.all_resources
+            else []
+        )
         self.audit(
             context,
             action="restore.retrieve",
@@ -150,6 +158,7 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
             details={
                 "manifest": manifest,
                 "points": [f"{p['kind']}:{p['source_id']}@{p['dr_snapshot_id']}" for p in points],
+                "file_sets": [f"{f['name']} ({len(f['files'])} files)" for f in file_sets],
             },
         )
         for p in points:
@@ -161,7 +170,7 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
                 p["dr_snapshot_id"],
                 p["created_at"],
             )
-        return {"manifest": manifest, "points": points}
+        return {"manifest": manifest, "points": points, "file_sets": file_sets}
 
     def _choose(self, request: RestoreRequest) -> ManifestChoice:
         plan = self.plan
@@ -594,14 +603,23 @@ class ConfirmRestoreOperator(RestoredResourceChecks):
         "approval",
         "retrieval",
         "restored",
+        "file_sets",
         "plan_path",
     )
 
     def __init__(
-        self, *, initiation: Any, approval: Any, retrieval: Any, restored: Any, **kwargs: Any
+        self,
+        *,
+        initiation: Any,
+        approval: Any,
+        retrieval: Any,
+        restored: Any,
+        file_sets: Any = None,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("retries", 1)
         super().__init__(**kwargs)
+        self.file_sets = file_sets
         self.initiation = initiation
         self.approval = approval
         self.retrieval = retrieval
@@ -630,6 +648,7 @@ class ConfirmRestoreOperator(RestoredResourceChecks):
             confirmed_at=confirmed,
             rto_target_minutes=plan.targets.rto_minutes,
             rpo_target_hours=plan.targets.rpo_hours,
+            file_sets=list(self.file_sets or []),
         )
         outcome = "succeeded" if report["succeeded"] else "failed"
         if request.dry_run:
