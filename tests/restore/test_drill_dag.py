@@ -89,8 +89,17 @@ def test_drill_restores_into_an_isolated_sandbox_passes_and_tears_down(
     record = result.xcom("report_drill")
     assert record["passed"] is True and record["failures"] == []
     labels = sorted(r["label"] for r in record["resources"])
-    expected = sorted(f"{p['kind']}:{p['source_region']}/{p['source_id']}" for p in backup.points)
-    assert labels == expected
+    expected = [f"{p['kind']}:{p['source_region']}/{p['source_id']}" for p in backup.points]
+    # File sets too: every object decrypted and checked against the signed manifest's SHA-256.
+    expected += [
+        f"fileset:{f.get('source_region') or 'local'}/{f['name']}" for f in backup.file_sets
+    ]
+    assert backup.file_sets and labels == sorted(expected)
+    for file_set in backup.file_sets:
+        checked = next(
+            r["result"] for r in record["resources"] if r["result"]["source_id"] == file_set["name"]
+        )
+        assert checked["restored_id"] == f"{len(file_set['files'])} files verified"
     for resource in record["resources"]:
         assert resource["result"]["verified"] is True
         assert resource["measurement"]["rto_met"] and resource["measurement"]["rpo_met"]

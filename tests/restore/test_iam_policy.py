@@ -44,7 +44,13 @@ SHARED_HELPERS = {
     "aws/rds.py": ["describe_snapshots", "describe_requests", "sharing"],
     "aws/evidence.py": ["EvidenceStore.put", "EvidenceStore.get", "EvidenceStore.list"],
     "aws/kms.py": ["describe_key"],
-    "aws/filesets.py": ["restore_file", "_get", "_data_key"],
+    "aws/filesets.py": [
+        "restore_file",
+        "verify_file_set_objects",
+        "verify_object",
+        "_get",
+        "_data_key",
+    ],
     "operators/base.py": ["SecureDrMixin.key_arn", "SecureDrMixin.evidence"],
 }
 SERVICES = ("ec2", "rds", "s3", "kms", "sns", "sts")

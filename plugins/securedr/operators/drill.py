@@ -24,6 +24,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import drill_sandbox
 from securedr.aws.evidence import EvidenceExists
+from securedr.aws.filesets import verify_file_set_objects
 from securedr.core.drill import (
     ResourceResult,
     drill_record,
@@ -266,6 +267,7 @@ class VerifyDrillOperator(RestoredResourceChecks):
             if not problems:
                 self.log.info("%s verified as %s.", result.label, result.restored_id)
             results.append(result.to_dict())
+        results += [r.to_dict() for r in self._file_sets(retrieval)]
         self.audit(
             context,
             action="drill.verify",
@@ -286,6 +288,50 @@ class VerifyDrillOperator(RestoredResourceChecks):
             "encrypted_under_dr_key": keys_ok,
             "manifest": retrieval.get("manifest"),
         }
+
+    def _file_sets(self, retrieval: dict[str, Any]) -> list[ResourceResult]:
+        """One result per file set: every file decrypted to a hash sink and checked against the
+        signed manifest (file id, SHA-256, size); no plaintext is kept."""
+        file_sets = list(retrieval.get("file_sets") or [])
+        if not file_sets:
+            return []
+        checks_started = datetime.now(UTC).isoformat()
+        checks = verify_file_set_objects(
+            self.clients,
+            file_sets,
+            self.plan,
+            dr_key_arn=self.key_arn(self.plan.regions.dr),
+            log=self.log,
+        )
+        manifest = dict(retrieval.get("manifest") or {})
+        verified_at = datetime.now(UTC).isoformat()
+        results = []
+        for file_set in file_sets:
+            name = str(file_set["name"])
+            mine = [c for c in checks if c.file_set == name]
+            problems = [f"{c.path}: {p}" for c in mine for p in c.problems]
+            if not mine:
+                problems.append("no files were checked")
+            result = ResourceResult(
+                kind="fileset",
+                source_id=name,
+                source_region=str(file_set.get("source_region") or "local"),
+                recovery_point_id=f"{len(mine)} files of {manifest.get('key', '?')}",
+                point_created_at=manifest.get("created_at"),
+                restored_id=f"{sum(c.verified for c in mine)} files verified",
+                verified=not problems,
+                problems=problems,
+                restore_started_at=checks_started,
+                verified_at=verified_at if not problems else None,
+            )
+            self.log.info(
+                "%s: %d of %d files decrypted and matched the signed manifest.",
+                result.label,
+                sum(c.verified for c in mine),
+                len(mine),
+            )
+            results.append(result)
+        return results
 
 
 class TeardownDrillSandboxOperator(_SandboxStep):
