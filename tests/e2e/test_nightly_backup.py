@@ -46,6 +46,14 @@ def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan, sign
     payload = check_manifest(signing.verify_document(json.loads(body), [public]), plan=plan.name)
     assert payload["summary"] == {"recovery_points": 3, "verified": 3}
     assert {p["dr_kms_key_arn"] for p in payload["recovery_points"]} == {dr_key}
+    # The demo plan's file sets are in the signed manifest, file by file, under the DR key.
+    assert sorted(f["name"] for f in payload["file_sets"]) == sorted(
+        s.name for s in plan.file_sets.sets
+    )
+    for file_set in payload["file_sets"]:
+        assert file_set["files"] and file_set["kms_key_arn"] == dr_key
+        for entry in file_set["files"]:
+            assert len(entry["sha256"]) == 64 and entry["file_id"] and entry["version_id"]
 
     retention = result.xcom("apply_retention")
     assert retention["considered"] == 6  # 3 recovery points + 3 DR copies, all kept
