@@ -54,11 +54,15 @@ def passwords(path: Path) -> dict[str, str]:
     return dict(json.loads(path.read_text()))
 
 
-def provision(password_file: Path) -> None:
-    """Create the DR roles and the demo users in FAB's tables (Airflow's metadata DB)."""
+def provision(password_file: Path | None) -> None:
+    """Create the DR roles and the demo users in FAB's tables (Airflow's metadata DB).
+
+    Without ``password_file`` only the roles are created (a real deployment's own users get
+    them with ``airflow users add-role``).
+    """
     from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 
-    secret = passwords(password_file)
+    secret = passwords(password_file) if password_file else {}
     with get_application_builder() as appbuilder:
         sm = appbuilder.sm
         sm.sync_roles()  # FAB's own roles (Viewer, Admin, ...) and resources such as HITL Detail
@@ -67,7 +71,7 @@ def provision(password_file: Path) -> None:
             for action, resource in perms:
                 permission = sm.create_permission(action, resource)
                 sm.add_permission_to_role(role, permission)
-        for username, role_names in USERS.items():
+        for username, role_names in USERS.items() if secret else ():
             roles = [sm.find_role(r) for r in role_names]
             user = sm.find_user(username=username)
             if user is None:
@@ -89,7 +93,9 @@ def provision(password_file: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--passwords", type=Path, required=True)
-    provision(parser.parse_args().passwords)
+    parser.add_argument("--roles-only", action="store_true", help="no demo users")
+    args = parser.parse_args()
+    provision(None if args.roles_only else args.passwords)
 
 
 if __name__ == "__main__":
