@@ -81,6 +81,44 @@ def _chown(path: Path, user: str | None) -> None:
         shutil.chown(path, user=user, group=None)
 
 
+def database_dir(home: Path) -> Path:
+    """Where the cluster lives: ``home/postgres``, or a place the database user can reach.
+
+    As root the server runs as ``postgres``, which cannot enter a work tree under a private
+    directory (a home of mode 0700, say); then the cluster goes to a private directory in
+    /var/tmp that ``home/postgres`` links to, so it is still found (and removed) through home.
+    """
+    link = home / "postgres"
+    if link.is_symlink() or link.exists():
+        return link.resolve()
+    user = _db_user()
+    reachable = user is None or all(
+        os.stat(parent).st_mode & 0o001
+        for parent in [home.resolve(), *home.resolve().parents]
+        if parent.exists()
+    )
+    if reachable:
+        link.mkdir(parents=True)
+        return link
+    import tempfile
+
+    target = Path(tempfile.mkdtemp(prefix="securedr-postgres-", dir="/var/tmp"))
+    _chown(target, user)
+    home.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return target
+
+
+def remove_database_dir(home: Path) -> None:
+    """Delete the cluster, wherever :func:`database_dir` put it."""
+    link = home / "postgres"
+    if link.is_symlink():
+        shutil.rmtree(link.resolve(), ignore_errors=True)
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link, ignore_errors=True)
+
+
 @dataclass
 class Postgres:
     """A private PostgreSQL cluster in ``data`` with database and owner ``airflow``."""

@@ -212,9 +212,15 @@ class Stack:
         from sandbox import services
         from sandbox.server import free_port
 
-        services.ensure_installed()
-        postgres = services.Postgres(self.home / "postgres" / "data")
-        postgres.init()
+        try:
+            services.ensure_installed()
+            postgres = services.Postgres(services.database_dir(self.home) / "data")
+            postgres.init()
+        except services.ServiceError as exc:
+            raise StackError(str(exc)) from None
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stderr or b"").decode(errors="replace")[-2000:]
+            raise StackError(f"{exc.cmd[0]} failed:\n{output}") from None
         pg_port = free_port()
         pids["postgres"] = self._spawn(
             "postgres", postgres.argv(pg_port), dict(os.environ), user=postgres.user
@@ -224,8 +230,12 @@ class Stack:
         redis_port = free_port()
         pids["redis"] = self._spawn("redis", redis.argv(redis_port), dict(os.environ))
         self.save({"pids": pids})
-        services.wait_for_port(pg_port, alive=lambda: _alive(pids["postgres"]))
-        services.wait_for_port(redis_port, alive=lambda: _alive(pids["redis"]))
+        for name, port in (("postgres", pg_port), ("redis", redis_port)):
+            try:
+                services.wait_for_port(port, alive=lambda n=name: _alive(pids[n]))
+            except services.ServiceError as exc:
+                tail = _tail(self.logs / f"{name}.log")
+                raise StackError(f"{exc}; {name}'s log ends:\n{tail}") from None
         deadline = time.monotonic() + 60
         while True:  # the port opens before the database accepts logins
             try:
@@ -562,6 +572,10 @@ def _stop(pid: int, grace: float = 15) -> None:
     if _alive(pid):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+        # Killing is asynchronous: return once it is gone, so "stopped" means stopped.
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -651,13 +665,67 @@ def print_restore(result: dict[str, Any], stack: Stack) -> None:
     print(render_restore_text(result["report"]))
 
 
+def stack_test(home: Path) -> int:
+    """``make stack-test``: the compose topology natively, one nightly and one restore on it.
+
+    Starts the celery profile from scratch in ``home``, runs dr_nightly_backup (as the scheduler
+    would, triggered by admin) and dr_restore (alice triggers, bob approves through the REST
+    API) to success, prints how long each part took, and stops everything it started - also
+    when a step fails or is interrupted - then checks that nothing it started is still running.
+    """
+    import shutil
+
+    from sandbox import services
+
+    stack = Stack(home, profile="celery")
+    stack.down(quiet=True)  # leftovers of an interrupted earlier run in the same place
+    services.remove_database_dir(home)
+    shutil.rmtree(home, ignore_errors=True)
+    timings: dict[str, float] = {}
+    succeeded = False
+    mark = time.monotonic()
+    try:
+        print("stack-test: the CeleryExecutor topology of docker-compose.yaml, natively\n")
+        state = stack.up()
+        timings["start-up"] = time.monotonic() - mark
+        nightly = run_nightly(stack, state)
+        timings["dr_nightly_backup"] = nightly["elapsed"]
+        print_nightly(nightly, stack)
+        if nightly["state"] == "success" and nightly["report"]["succeeded"]:
+            restore = run_restore(stack, state)
+            timings["dr_restore"] = restore["elapsed"]
+            print_restore(restore, stack)
+            report = restore["report"]
+            succeeded = bool(restore["state"] == "success" and report and report["succeeded"])
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        pids = dict(stack.state().get("pids", {}))
+        mark_down = time.monotonic()
+        stack.down(quiet=True)
+        timings["tear-down"] = time.monotonic() - mark_down
+        timings["total"] = time.monotonic() - mark
+        left = sorted(name for name, pid in pids.items() if _alive(pid))
+        print("\nstack-test durations:")
+        for name, seconds in timings.items():
+            print(f"  {name:<18} {seconds:6.0f} s")
+        print(f"stopped: {', '.join(pids) or 'nothing was started'}")
+    if left:
+        print(f"stack-test FAILED: still running after tear-down: {', '.join(left)}")
+        return 1
+    print(f"stack-test {'PASSED' if succeeded else 'FAILED'}")
+    return 0 if succeeded else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.stack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "audit-verify"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "demo", "audit-verify", "stack-test"]
+    )
     parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("SECUREDR_HOME", DEFAULT_HOME))
     )
@@ -669,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         help="local: SQLite + LocalExecutor; celery: PostgreSQL + Redis + CeleryExecutor + FAB",
     )
     args = parser.parse_args(argv)
+    if args.command == "stack-test":
+        return stack_test(args.home.resolve() / "stack-test")
     stack = Stack(args.home.resolve(), profile=args.profile)
     if args.command == "down":
         stack.down()
@@ -697,9 +767,11 @@ def main(argv: list[str] | None = None) -> int:
     was_running = bool(previous) and stack.running(previous)
     try:
         state = stack.up()
-    except (StackError, subprocess.CalledProcessError) as exc:
+    except BaseException as exc:
+        stack.down(quiet=True)  # whatever went wrong (or Ctrl-C), leave nothing running
+        if not isinstance(exc, StackError | subprocess.CalledProcessError):
+            raise
         print(f"error: could not start the stack: {exc}", file=sys.stderr)
-        stack.down(quiet=True)
         return 1
     if args.command == "up":
         print(f"\nAirflow UI: {state['api_url']}   (stop everything with: make down)")
