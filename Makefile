@@ -29,10 +29,11 @@ up: setup
 down:
 	@if [ -x $(PY) ]; then $(PY) -m sandbox.stack down; fi
 
-# Everything CI runs: the pytest suite (unit, e2e on the local profile, the browser test of the
-# restore UI on the celery profile), then the native CeleryExecutor stack test.
+# Everything CI runs: the pytest suite (unit, e2e on the local profile), the browser test of the
+# restore UI and the native CeleryExecutor stack test - one stack at a time on two cores.
 test: setup ui-browser
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not ui"
+	$(PY) -m pytest -m ui tests/ui
 	$(PY) -m sandbox.stack stack-test
 
 test-fast: setup
