@@ -556,7 +556,9 @@ def _alive(pid: int) -> bool:
         return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
+            # "pid (comm) state ...": comm may hold spaces (a process title such as
+            # "airflow api-server"), so the state is the first field after the last ")".
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
 
