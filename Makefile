@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export SECUREDR_HOME ?= $(CURDIR)/.securedr
 
-.PHONY: setup demo up down test test-fast lint format bench audit-verify clean
+.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench audit-verify clean
 
 # The virtualenv, rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -29,11 +29,28 @@ up: setup
 down:
 	@if [ -x $(PY) ]; then $(PY) -m sandbox.stack down; fi
 
-test: setup
-	$(PY) -m pytest
+# Everything CI runs: the pytest suite (unit, e2e on the local profile), the browser test of the
+# restore UI and the native CeleryExecutor stack test - one stack at a time on two cores.
+test: setup ui-browser
+	$(PY) -m pytest -m "not ui"
+	$(PY) -m pytest -m ui tests/ui
+	$(PY) -m sandbox.stack stack-test
 
 test-fast: setup
-	$(PY) -m pytest -m "not e2e"
+	$(PY) -m pytest -m "not e2e and not ui"
+
+# docker-compose.yaml's topology without Docker: PostgreSQL and Redis from Debian (installed on
+# first use), CeleryExecutor, FAB; dr_nightly_backup, an approved dr_restore and a drill.
+stack-test: setup
+	$(PY) -m sandbox.stack stack-test
+
+# The restore's UI path in Debian's chromium (Playwright drives it; no browser download).
+test-ui: setup ui-browser
+	$(PY) -m pytest -m ui tests/ui
+
+ui-browser:
+	@command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -47,6 +47,13 @@ with DAG(
     schedule=None,
     catchup=False,
     max_active_runs=1,
+    # FabAuthManager: only the DR roles may trigger (initiators) or answer (approvers) this DAG.
+    # Which user may do either for a given run is then the plan's call (check_initiator,
+    # approve_restore's assignment, check_approval). SimpleAuthManager ignores this mapping.
+    access_control={
+        "DR Initiator": {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}},
+        "DR Approver": {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read"}},
+    },
     default_args={
         "retry_delay": timedelta(seconds=30),
         "on_failure_callback": SnsNotifier(

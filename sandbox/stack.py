@@ -3,8 +3,14 @@
 ``python -m sandbox.stack up`` starts, in the background and all on 127.0.0.1:
 
 - the sandbox AWS (moto server mode) with the demo estate seeded into it;
-- Airflow on SQLite in ``$SECUREDR_HOME/airflow`` with its real components: api-server,
-  scheduler (LocalExecutor), dag-processor and triggerer; demo users from SimpleAuthManager.
+- Airflow in ``$SECUREDR_HOME/airflow`` with its real components, in one of two profiles:
+
+  - ``local`` (default): SQLite, api-server, scheduler (LocalExecutor), dag-processor and
+    triggerer; demo users from SimpleAuthManager;
+  - ``celery`` (``--profile celery``): the docker-compose.yaml topology without Docker -
+    private PostgreSQL and Redis from Debian's packages (:mod:`sandbox.services`), CeleryExecutor
+    with one ``airflow celery worker``, FabAuthManager with the DR roles
+    (:mod:`sandbox.fab_access`); settings from :mod:`sandbox.deployment`, as in compose.
 
 ``down`` stops everything ``up`` started; ``demo`` runs ``dr_nightly_backup`` through the REST
 API and prints its report. State lives in ``$SECUREDR_HOME`` (default ``.securedr/``).
@@ -30,7 +36,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = REPO / ".securedr"
 DEFAULT_PLAN = REPO / "include" / "dr_plan.yaml"
+DAG_IDS = tuple(sorted(p.stem for p in (REPO / "dags").glob("dr_*.py")))
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+PROFILES = ("local", "celery")
 #: SimpleAuthManager users: who may do what in the demo (roles: admin, op, user, viewer).
 DEMO_USERS = {"admin": "admin", "alice": "op", "bob": "op", "carol": "op", "mallory": "viewer"}
 
@@ -42,6 +50,20 @@ class StackError(RuntimeError):
 @dataclass
 class Stack:
     home: Path
+    profile: str = "local"
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise StackError(f"unknown profile {self.profile!r}; one of {', '.join(PROFILES)}")
+
+    @property
+    def components(self) -> dict[str, tuple[str, ...]]:
+        """The Airflow components of this profile: name -> ``airflow`` arguments."""
+        if self.profile == "celery":
+            from sandbox.deployment import CELERY_COMPONENTS
+
+            return dict(CELERY_COMPONENTS)
+        return {name: (name,) for name in COMPONENTS}
 
     @property
     def state_file(self) -> Path:
@@ -61,8 +83,17 @@ class Stack:
         self.state_file.write_text(json.dumps(state, indent=2))
 
     # ------------------------------------------------------------------ environment
-    def env(self, aws_url: str, api_port: int, jwt_secret: str) -> dict[str, str]:
-        """The environment every component runs with (and what a CLI user would export)."""
+    def env(
+        self,
+        aws_url: str,
+        api_port: int,
+        jwt_secret: str,
+        services: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """The environment every component runs with (and what a CLI user would export).
+
+        ``services`` (celery profile): the URLs and ports :meth:`_start_services` returned.
+        """
         airflow_home = self.home / "airflow"
         keys = self.home / "keys"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
@@ -114,6 +145,40 @@ class Stack:
             # Demo only: production deployments keep this in a secrets backend (README).
             env["AIRFLOW_VAR_SECUREDR_SIGNING_PRIVATE_KEY"] = signing_key.read_text()
         env["AIRFLOW_VAR_SECUREDR_RESTORE_EXTERNAL_ID"] = self._external_id()
+        if self.profile == "celery":
+            env.update(self._celery_env(api_port, jwt_secret, services or {}))
+        return env
+
+    def _celery_env(
+        self, api_port: int, jwt_secret: str, services: dict[str, Any]
+    ) -> dict[str, str]:
+        """compose's settings (sandbox.deployment), plus what only a shared host needs."""
+        from sandbox.deployment import LOOPBACK_SETTINGS, celery_environment
+
+        env = {
+            k: ""
+            for k in (
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+            )
+        }
+        env.update(
+            celery_environment(
+                database_url=services["database_url"],
+                broker_url=services["broker_url"],
+                api_url=f"http://127.0.0.1:{api_port}",
+                jwt_secret=jwt_secret,
+                fernet_key=services["fernet_key"],
+            )
+        )
+        ports = services["ports"]
+        env.update(
+            {
+                LOOPBACK_SETTINGS[0]: str(ports["worker_logs"]),
+                LOOPBACK_SETTINGS[1]: str(ports["trigger_logs"]),
+                LOOPBACK_SETTINGS[2]: str(ports["scheduler_health"]),
+            }
+        )
         return env
 
     def _external_id(self) -> str:
@@ -125,7 +190,9 @@ class Stack:
         return path.read_text().strip()
 
     # ------------------------------------------------------------------ lifecycle
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], user: str | None = None
+    ) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen(
@@ -133,10 +200,71 @@ class Stack:
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=REPO,
+            cwd=REPO if user is None else "/",
             start_new_session=True,
+            user=user,
         )
         return proc.pid
+
+    def _start_services(self, pids: dict[str, int], say: Any) -> dict[str, Any]:
+        """PostgreSQL and Redis for the celery profile, installed on first use (Debian)."""
+        from cryptography.fernet import Fernet
+
+        from sandbox import services
+        from sandbox.server import free_port
+
+        try:
+            services.ensure_installed()
+            postgres = services.Postgres(services.database_dir(self.home) / "data")
+            postgres.init()
+        except services.ServiceError as exc:
+            raise StackError(str(exc)) from None
+        except subprocess.CalledProcessError as exc:
+            output = (exc.stderr or b"").decode(errors="replace")[-2000:]
+            raise StackError(f"{exc.cmd[0]} failed:\n{output}") from None
+        pg_port = free_port()
+        pids["postgres"] = self._spawn(
+            "postgres", postgres.argv(pg_port), dict(os.environ), user=postgres.user
+        )
+        self.save({"pids": pids})
+        redis = services.Redis(self.home / "redis")
+        redis_port = free_port()
+        pids["redis"] = self._spawn("redis", redis.argv(redis_port), dict(os.environ))
+        self.save({"pids": pids})
+        for name, port in (("postgres", pg_port), ("redis", redis_port)):
+            try:
+                services.wait_for_port(port, alive=lambda n=name: _alive(pids[n]))
+            except services.ServiceError as exc:
+                tail = _tail(self.logs / f"{name}.log")
+                raise StackError(f"{exc}; {name}'s log ends:\n{tail}") from None
+        deadline = time.monotonic() + 60
+        while True:  # the port opens before the database accepts logins
+            try:
+                postgres.create_database(pg_port)
+                break
+            except subprocess.CalledProcessError:
+                if time.monotonic() > deadline or not _alive(pids["postgres"]):
+                    tail = _tail(self.logs / "postgres.log")
+                    raise StackError(f"PostgreSQL did not start; its log ends:\n{tail}") from None
+                time.sleep(0.5)
+        fernet_file = self.home / "keys" / "fernet.key"
+        if not fernet_file.exists():
+            fernet_file.parent.mkdir(parents=True, exist_ok=True)
+            fernet_file.write_bytes(Fernet.generate_key())
+            fernet_file.chmod(0o600)
+        say(f"PostgreSQL on 127.0.0.1:{pg_port}, Redis on 127.0.0.1:{redis_port}")
+        return {
+            "database_url": postgres.url(pg_port),
+            "broker_url": redis.url(redis_port),
+            "fernet_key": fernet_file.read_text().strip(),
+            "ports": {
+                "postgres": pg_port,
+                "redis": redis_port,
+                "worker_logs": free_port(),
+                "trigger_logs": free_port(),
+                "scheduler_health": free_port(),
+            },
+        }
 
     def up(self, *, api_port: int | None = None, quiet: bool = False) -> dict[str, Any]:
         """Start everything (idempotent: a running stack is left as it is)."""
@@ -144,6 +272,11 @@ class Stack:
 
         state = self.state()
         if state and self.running(state):
+            if state.get("profile", "local") != self.profile:
+                raise StackError(
+                    f"a {state.get('profile', 'local')} stack is running in {self.home}; "
+                    "stop it first (make down)"
+                )
             return state
         self.down(quiet=True)
         self.home.mkdir(parents=True, exist_ok=True)
@@ -170,7 +303,8 @@ class Stack:
         api_port = api_port or int(os.environ.get("SECUREDR_API_PORT", 0)) or free_port()
         jwt_secret = secrets.token_urlsafe(32)
         self._provision_keys()
-        env = self.env(aws_url, api_port, jwt_secret)
+        services = self._start_services(pids, say) if self.profile == "celery" else None
+        env = self.env(aws_url, api_port, jwt_secret, services)
         estate = self._seed(env)
         say(
             "Demo estate seeded: "
@@ -181,31 +315,48 @@ class Stack:
         )
         self._write_passwords()
 
-        say("Migrating the Airflow metadata database (SQLite)...")
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=env,
-            check=True,
-            stdout=(self.logs / "db-migrate.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-        for component in COMPONENTS:
-            pids[component] = self._spawn(
-                component, [sys.executable, "-m", "airflow", component], env
+        database = "PostgreSQL" if self.profile == "celery" else "SQLite"
+        say(f"Migrating the Airflow metadata database ({database})...")
+        self._run_logged("db-migrate", [sys.executable, "-m", "airflow", "db", "migrate"], env)
+        if self.profile == "celery":
+            # Before the dag-processor syncs dr_restore's access_control, which names the roles.
+            say("Creating the DR roles and demo users (FabAuthManager)...")
+            self._run_logged(
+                "fab-access",
+                [
+                    sys.executable,
+                    "-m",
+                    "sandbox.fab_access",
+                    "--passwords",
+                    str(self.home / "passwords.json"),
+                ],
+                env,
             )
+        for component, args in self.components.items():
+            pids[component] = self._spawn(component, [sys.executable, "-m", "airflow", *args], env)
         state = {
+            "profile": self.profile,
             "pids": pids,
             "aws_url": aws_url,
             "api_port": api_port,
             "api_url": f"http://127.0.0.1:{api_port}",
             "jwt_secret": jwt_secret,
             "estate": estate,
+            "services": services,
         }
         self.save(state)
-        say(f"Starting Airflow ({', '.join(COMPONENTS)})...")
+        say(f"Starting Airflow ({', '.join(self.components)})...")
         self.wait_ready(state)
         say(f"Airflow is up at {state['api_url']}")
         return state
+
+    def _run_logged(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            result = subprocess.run(
+                argv, env=env, check=False, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+            )
+        if result.returncode:
+            raise StackError(f"{name} failed; its log ends:\n{_tail(self.logs / f'{name}.log')}")
 
     def _provision_keys(self) -> None:
         """A manifest signing key pair for the demo, the public half in the trusted bundle, and
@@ -273,8 +424,11 @@ class Stack:
                     raise StackError(f"{name} exited during start-up; its log ends:\n{tail}")
             try:
                 api.login("admin", self.passwords()["admin"])
-                if api.get("/api/v2/dags/dr_nightly_backup"):
-                    return
+                dags = [api.get(f"/api/v2/dags/{dag_id}") for dag_id in DAG_IDS]
+                for dag in dags:
+                    if dag["is_paused"]:  # compose's deployments pause new DAGs; a demo runs them
+                        api.patch(f"/api/v2/dags/{dag['dag_id']}", {"is_paused": False})
+                return
             except (urllib.error.URLError, ConnectionError, StackError):
                 pass
             if time.monotonic() > deadline:
@@ -406,7 +560,9 @@ def _alive(pid: int) -> bool:
         return False
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split()[2] != "Z"
+            # "pid (comm) state ...": comm may hold spaces (a process title such as
+            # "airflow api-server"), so the state is the first field after the last ")".
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
 
@@ -422,6 +578,10 @@ def _stop(pid: int, grace: float = 15) -> None:
     if _alive(pid):
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+        # Killing is asynchronous: return once it is gone, so "stopped" means stopped.
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -547,19 +707,86 @@ def print_drill(result: dict[str, Any], stack: Stack) -> None:
         print(f"              {local[-1]} (local copy; open it in a browser)")
 
 
+def stack_test(home: Path) -> int:
+    """``make stack-test``: the compose topology natively; a nightly, a restore and a drill on it.
+
+    Starts the celery profile from scratch in ``home``, runs dr_nightly_backup (as the scheduler
+    would, triggered by admin), dr_restore (alice triggers, bob approves through the REST API)
+    and dr_recovery_drill (with its teardown task on a Celery worker) to success, prints how long
+    each part took, and stops everything it started - also when a step fails or is interrupted -
+    then checks that nothing it started is still running.
+    """
+    import shutil
+
+    from sandbox import services
+
+    stack = Stack(home, profile="celery")
+    stack.down(quiet=True)  # leftovers of an interrupted earlier run in the same place
+    services.remove_database_dir(home)
+    shutil.rmtree(home, ignore_errors=True)
+    timings: dict[str, float] = {}
+    succeeded = False
+    mark = time.monotonic()
+    try:
+        print("stack-test: the CeleryExecutor topology of docker-compose.yaml, natively\n")
+        state = stack.up()
+        timings["start-up"] = time.monotonic() - mark
+        nightly = run_nightly(stack, state)
+        timings["dr_nightly_backup"] = nightly["elapsed"]
+        print_nightly(nightly, stack)
+        if nightly["state"] == "success" and nightly["report"]["succeeded"]:
+            restore = run_restore(stack, state)
+            timings["dr_restore"] = restore["elapsed"]
+            print_restore(restore, stack)
+            report = restore["report"]
+            if restore["state"] == "success" and report and report["succeeded"]:
+                drill = run_drill(stack, state)
+                timings["dr_recovery_drill"] = drill["elapsed"]
+                print_drill(drill, stack)
+                succeeded = drill["state"] == "success"
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        pids = dict(stack.state().get("pids", {}))
+        mark_down = time.monotonic()
+        stack.down(quiet=True)
+        timings["tear-down"] = time.monotonic() - mark_down
+        timings["total"] = time.monotonic() - mark
+        left = sorted(name for name, pid in pids.items() if _alive(pid))
+        print("\nstack-test durations:")
+        for name, seconds in timings.items():
+            print(f"  {name:<18} {seconds:6.0f} s")
+        print(f"stopped: {', '.join(pids) or 'nothing was started'}")
+    if left:
+        print(f"stack-test FAILED: still running after tear-down: {', '.join(left)}")
+        return 1
+    print(f"stack-test {'PASSED' if succeeded else 'FAILED'}")
+    return 0 if succeeded else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox.stack",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["up", "down", "status", "demo", "audit-verify"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "demo", "audit-verify", "stack-test"]
+    )
     parser.add_argument(
         "--home", type=Path, default=Path(os.environ.get("SECUREDR_HOME", DEFAULT_HOME))
     )
     parser.add_argument("--keep", action="store_true", help="demo: leave the stack running")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=os.environ.get("SECUREDR_PROFILE", "local"),
+        help="local: SQLite + LocalExecutor; celery: PostgreSQL + Redis + CeleryExecutor + FAB",
+    )
     args = parser.parse_args(argv)
-    stack = Stack(args.home.resolve())
+    if args.command == "stack-test":
+        return stack_test(args.home.resolve() / "stack-test")
+    stack = Stack(args.home.resolve(), profile=args.profile)
     if args.command == "down":
         stack.down()
         return 0
@@ -571,7 +798,10 @@ def main(argv: list[str] | None = None) -> int:
                 "audit trail), or run `securedr audit-verify` against your own estate."
             )
             return 2
-        env = stack.env(state["aws_url"], state["api_port"], state["jwt_secret"])
+        stack.profile = state.get("profile", "local")
+        env = stack.env(
+            state["aws_url"], state["api_port"], state["jwt_secret"], state.get("services")
+        )
         return subprocess.run(
             [sys.executable, "-m", "securedr.cli", "audit-verify"], env=env, check=False
         ).returncode
@@ -584,15 +814,21 @@ def main(argv: list[str] | None = None) -> int:
     was_running = bool(previous) and stack.running(previous)
     try:
         state = stack.up()
-    except (StackError, subprocess.CalledProcessError) as exc:
+    except BaseException as exc:
+        stack.down(quiet=True)  # whatever went wrong (or Ctrl-C), leave nothing running
+        if not isinstance(exc, StackError | subprocess.CalledProcessError):
+            raise
         print(f"error: could not start the stack: {exc}", file=sys.stderr)
-        stack.down(quiet=True)
         return 1
     if args.command == "up":
         print(f"\nAirflow UI: {state['api_url']}   (stop everything with: make down)")
-        print("Logins (SimpleAuthManager, demo only):")
+        from sandbox.fab_access import USERS as FAB_USERS
+
+        manager = "FabAuthManager" if stack.profile == "celery" else "SimpleAuthManager"
+        print(f"Logins ({manager}, demo only):")
         for user, password in stack.passwords().items():
-            print(f"  {user:<8} {password:<20} role {DEMO_USERS[user]}")
+            roles = ", ".join(FAB_USERS[user]) if stack.profile == "celery" else DEMO_USERS[user]
+            print(f"  {user:<8} {password:<20} role {roles}")
         return 0
     try:
         result = run_nightly(stack, state)
