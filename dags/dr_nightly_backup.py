@@ -22,13 +22,14 @@ from securedr.operators.recovery_points import (
 from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
 from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.schedules import next_cron
 from securedr.sensors.recovery_points import RecoveryPointsSensor
 
 with DAG(
     dag_id="dr_nightly_backup",
     description="Encrypted, verified, signed DR copies of every protected resource",
-    schedule="0 2 * * *",
-    catchup=False,  # and no start_date: deploying never starts a surprise run
+    schedule=next_cron("0 2 * * *"),  # deploying or unpausing never starts a run for the past
+    catchup=False,
     max_active_runs=1,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=1)},
     params={

@@ -27,12 +27,13 @@ from securedr.operators.drill import (
     VerifyDrillOperator,
 )
 from securedr.operators.restore import RestoreRecoveryPointsOperator, RetrieveRecoveryPointsOperator
+from securedr.schedules import next_cron
 from securedr.sensors.restore import RestoredResourcesSensor
 
 with DAG(
     dag_id="dr_recovery_drill",
     description="Quarterly recovery drill: restore into an isolated sandbox, measure RTO/RPO",
-    schedule="0 3 1 1,4,7,10 *",
+    schedule=next_cron("0 3 1 1,4,7,10 *"),  # never a run for a time already past
     catchup=False,
     max_active_runs=1,
     default_args={"retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2)},

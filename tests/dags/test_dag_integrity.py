@@ -96,3 +96,30 @@ def test_drill_schedule_setup_teardown_and_order(dagbag):
     for task in dag.tasks:
         if task.task_id not in ("wait_for_restored_resources",):
             assert task.execution_timeout is not None, task.task_id
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "just_after"),
+    [
+        # 1 minute after tonight's 02:00 and 2 days into a quarter: both inside the 10% window in
+        # which Airflow's default cron timetable starts the missed run on deployment.
+        ("dr_nightly_backup", "2026-11-27T02:01:00+00:00"),
+        ("dr_recovery_drill", "2026-10-03T03:00:00+00:00"),
+    ],
+)
+def test_deploying_never_starts_a_run_for_the_past(dagbag, monkeypatch, dag_id, just_after):
+    """A fresh deployment (no runs yet) waits for the next scheduled time, also once serialized."""
+    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.timetables import trigger
+    from airflow.timetables.base import TimeRestriction
+    from pendulum import parse
+
+    now = parse(just_after)
+    monkeypatch.setattr(trigger, "utcnow", lambda: now)
+    # The scheduler works on the serialized DAG, as the dag-processor stored it.
+    as_scheduled = DagSerialization.from_dict(DagSerialization.to_dict(dagbag.dags[dag_id]))
+    first = as_scheduled.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=None, latest=None, catchup=False),
+    )
+    assert first.run_after > now, f"{dag_id} would start a run for {first.run_after}"
