@@ -42,7 +42,6 @@ from securedr.core.filesets import (
     FileSetResult,
     check_file_entry,
     check_header,
-    decrypt_to_file,
     object_key,
     safe_relative_path,
 )
@@ -395,12 +394,8 @@ def backup_file_set(
     dr = plan.regions.dr
     s3, kms = clients.s3(dr), clients.kms(dr)
     bucket = plan.evidence_bucket
-    result = FileSetResult(
-        name=file_set.name,
-        source=file_set.source,
-        source_region=file_set.region,
-        kms_key_arn=dr_key_arn,
-        recovery_key_id=envelope.recovery_key_id(recovery_public_key),
+    result = FileSetResult.for_set(
+        file_set, kms_key_arn=dr_key_arn, recovery_public_key=recovery_public_key
     )
     if file_set.is_s3:
         files = list_s3_files(clients.s3(str(file_set.region)), file_set.bucket, file_set.prefix)
@@ -473,15 +468,7 @@ def _backup_one(
                     lock_mode=bucket.object_lock_mode,
                     lock_days=bucket.object_lock_days,
                 )
-            return BackedUpFile(
-                path=source.path,
-                size=encrypted.plaintext_size,
-                sha256=encrypted.plaintext_sha256,
-                file_id=encrypted.file_id,
-                object_key=key,
-                version_id=version,
-                ciphertext_size=encrypted.ciphertext_size,
-            )
+            return BackedUpFile.stored(source.path, key, version, encrypted)
         except ObjectExists:
             pass  # another try stored it between our check and our write
     # Stored by an earlier try of this run: record what the object really holds.
@@ -491,15 +478,7 @@ def _backup_one(
         s3, kms, bucket=bucket.name, key=key, kms_key_arn=dr_key_arn, version_id=version
     )
     result.reused += 1
-    return BackedUpFile(
-        path=source.path,
-        size=checked.plaintext_size,
-        sha256=checked.plaintext_sha256,
-        file_id=checked.file_id,
-        object_key=key,
-        version_id=version,
-        ciphertext_size=checked.ciphertext_size,
-    )
+    return BackedUpFile.stored(source.path, key, version, checked)
 
 
 def _describe(exc: BaseException) -> str:
@@ -532,7 +511,8 @@ def restore_file(
     try:
         header = envelope.read_header(body)
         check_header(header, entry, kms_key_arn)
-        result = decrypt_to_file(
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        result = envelope.decrypt_to_path(
             _Prepend(header.raw, body),  # type: ignore[arg-type]
             destination,
             data_key=_data_key(kms, header, kms_key_arn),

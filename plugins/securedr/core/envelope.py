@@ -1018,6 +1018,32 @@ def decrypt_file(
 ) -> DecryptResult:
     """Decrypt the envelope at ``src_path`` to ``dst_path``, all or nothing.
 
+    The guarantees of :func:`decrypt_to_path`, for an envelope in a local file.
+    """
+    with open(src_path, "rb") as src:
+        return decrypt_to_path(
+            src,
+            dst_path,
+            data_key=data_key,
+            recovery_private_key=recovery_private_key,
+            expected_sha256=expected_sha256,
+            expected_file_id=expected_file_id,
+            fsync=fsync,
+        )
+
+
+def decrypt_to_path(
+    src: BinaryIO,
+    dst_path: str | os.PathLike[str],
+    *,
+    data_key: bytes | None = None,
+    recovery_private_key: bytes | str | None = None,
+    expected_sha256: str | None = None,
+    expected_file_id: str | None = None,
+    fsync: bool = True,
+) -> DecryptResult:
+    """Decrypt an envelope stream (positioned at its start) to ``dst_path``, all or nothing.
+
     Plaintext goes to a private (mode 0600) temporary file in the destination directory,
     which is renamed over ``dst_path`` only after every chunk authenticated and the SHA-256
     matched ``expected_sha256`` (when given). On any failure the temporary file is deleted
@@ -1028,26 +1054,25 @@ def decrypt_file(
     :func:`decrypt_stream`.
     """
     dst = Path(dst_path)
-    with open(src_path, "rb") as src:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                result = _decrypt_records(
-                    src,
-                    out,
-                    data_key=data_key,
-                    recovery_private_key=recovery_private_key,
-                    expected_sha256=expected_sha256,
-                    expected_file_id=expected_file_id,
-                )
-                out.flush()
-                if fsync:
-                    os.fsync(out.fileno())
-            os.replace(tmp_name, dst)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
-            raise
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            result = _decrypt_records(
+                src,
+                out,
+                data_key=data_key,
+                recovery_private_key=recovery_private_key,
+                expected_sha256=expected_sha256,
+                expected_file_id=expected_file_id,
+            )
+            out.flush()
+            if fsync:
+                os.fsync(out.fileno())
+        os.replace(tmp_name, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
     if fsync:
         dir_fd = os.open(dst.parent, os.O_RDONLY)
         try:

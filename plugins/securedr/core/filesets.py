@@ -12,17 +12,15 @@ Pure module: no Airflow, no boto3.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from pathlib import PurePosixPath
+from typing import Any
 
 from securedr.core import envelope
 from securedr.core.manifest import run_token
+from securedr.core.plan import FileSet
 
 #: Suffix of every envelope object.
 ENVELOPE_SUFFIX = ".sdr"
@@ -74,6 +72,25 @@ class BackedUpFile:
     version_id: str | None
     ciphertext_size: int
 
+    @classmethod
+    def stored(
+        cls,
+        path: str,
+        object_key: str,
+        version_id: str | None,
+        result: envelope.EncryptResult | envelope.DecryptResult,
+    ) -> BackedUpFile:
+        """The record of ``path`` stored as ``object_key``, from what its envelope holds."""
+        return cls(
+            path=path,
+            size=result.plaintext_size,
+            sha256=result.plaintext_sha256,
+            file_id=result.file_id,
+            object_key=object_key,
+            version_id=version_id,
+            ciphertext_size=result.ciphertext_size,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -90,6 +107,19 @@ class FileSetResult:
     files: list[BackedUpFile] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     reused: int = 0  #: files a retried task found already stored
+
+    @classmethod
+    def for_set(
+        cls, file_set: FileSet, *, kms_key_arn: str, recovery_public_key: str
+    ) -> FileSetResult:
+        """An empty result for ``file_set``, its files wrapped to these two keys."""
+        return cls(
+            name=file_set.name,
+            source=file_set.source,
+            source_region=file_set.region,
+            kms_key_arn=kms_key_arn,
+            recovery_key_id=envelope.recovery_key_id(recovery_public_key),
+        )
 
     @property
     def succeeded(self) -> bool:
@@ -146,43 +176,6 @@ def check_header(header: envelope.Header, entry: Mapping[str, Any], kms_key_arn:
             f"{entry['path']}: object {entry['object_key']} is wrapped by KMS key "
             f"{header.kms_key_arn}, not the plan's DR key {kms_key_arn}. Nothing was written"
         )
-
-
-def decrypt_to_file(
-    src: BinaryIO,
-    dst_path: Path,
-    *,
-    data_key: bytes,
-    expected_sha256: str,
-    expected_file_id: str,
-) -> envelope.DecryptResult:
-    """Decrypt an envelope stream (positioned at its start) to ``dst_path``, all or nothing.
-
-    The plaintext goes to a private temporary file next to ``dst_path`` and is renamed into
-    place only after every chunk authenticated, the file id and the SHA-256 matched; on any
-    failure the temporary file is removed and ``dst_path`` is untouched.
-    """
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dst_path.name}.", suffix=".partial", dir=dst_path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as out:
-            result = envelope.decrypt_stream(
-                src,
-                out,
-                data_key=data_key,
-                expected_sha256=expected_sha256,
-                expected_file_id=expected_file_id,
-            )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, dst_path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return result
 
 
 def failed_file_sets(file_sets: Iterable[Mapping[str, Any]]) -> list[str]:

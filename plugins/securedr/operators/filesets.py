@@ -73,14 +73,10 @@ class BackupFileSetsOperator(SecureDrOperator):
                 )
             except Exception as exc:  # the source could not even be listed
                 self.log.error("File set %s could not be read: %s", file_set.name, exc)
-                result = FileSetResult(
-                    name=file_set.name,
-                    source=file_set.source,
-                    source_region=file_set.region,
-                    kms_key_arn=dr_key_arn,
-                    recovery_key_id=envelope.recovery_key_id(public_key),
-                    problems=[f"cannot read the source: {str(exc)[:500]}"],
+                result = FileSetResult.for_set(
+                    file_set, kms_key_arn=dr_key_arn, recovery_public_key=public_key
                 )
+                result.problems.append(f"cannot read the source: {str(exc)[:500]}")
             results.append(result.to_dict())
         for failure in failed_file_sets(results):
             self.log.error("File set FAILED - %s", failure)
