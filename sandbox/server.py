@@ -18,7 +18,7 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from sandbox import moto_ext
+from sandbox import moto_ext, realism
 
 
 def free_port() -> int:
@@ -42,6 +42,8 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 def start(port: int | None = None, host: str = "127.0.0.1") -> tuple[ThreadedMotoServer, str]:
     """Start moto in this process (loopback unless told otherwise); return it and its URL."""
     moto_ext.install()
+    realism.install()
+    realism.configure_from_env()  # $SECUREDR_SANDBOX_REALISM: a profile name, off, or JSON
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = port or free_port()
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

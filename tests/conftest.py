@@ -74,14 +74,23 @@ def sandbox_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def aws(sandbox_url: str) -> str:
-    """A clean sandbox AWS for one test."""
-    from sandbox import moto_ext
+def aws(sandbox_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A clean sandbox AWS for one test.
 
+    The realism layer is off unless the test is marked ``@pytest.mark.realism("e2e")`` (a profile)
+    or switches sections on itself; either way it is off again afterwards.
+    """
+    from sandbox import moto_ext, realism
+
+    realism.reset()
     reset = urllib.request.Request(f"{sandbox_url}/moto-api/reset", method="POST")
     urllib.request.urlopen(reset).close()
     moto_ext.reset()
-    return sandbox_url
+    marker = request.node.get_closest_marker("realism")
+    if marker is not None:
+        realism.use_profile(*marker.args, **marker.kwargs)
+    yield sandbox_url
+    realism.reset()
 
 
 @pytest.fixture
