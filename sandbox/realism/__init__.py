@@ -16,8 +16,10 @@ parameters. Nothing is on until configured::
     realism.use_profile("e2e")          # the e2e suites and ``make demo``
     realism.reset()
 
-A behaviour module exposes ``before(call)`` (may raise :class:`AWSError`) and/or
-``after(call, result)`` (may rewrite the response) and registers itself with :func:`behaviour`.
+A behaviour module (any module of this package but ``hooks``) exposes ``before(call)`` (may raise
+:class:`AWSError`) and/or ``after(call, result)`` (may rewrite the response), registers them with
+:func:`behaviour`, may add its section to ``PROFILES["e2e"]`` and its state reset to
+:func:`on_reset`. Modules are imported by :func:`install`.
 Calls made by the sandbox's own helpers (estate builders, tests' direct backend access) never pass
 through here: only HTTP requests to the moto server do.
 
@@ -224,9 +226,23 @@ def error_response(responder: Any, error: AWSError) -> TYPE_RESPONSE:
     return error.status, headers, body
 
 
-from sandbox.realism import hooks as _hooks  # noqa: E402  (hooks needs the names above)
+def _load_behaviours() -> None:
+    """Import every behaviour module of this package; each registers itself on import."""
+    import importlib
+    import pkgutil
 
-install = _hooks.install
+    for module in pkgutil.iter_modules(__path__):
+        if module.name != "hooks":
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+def install() -> None:
+    """Load the behaviours and hook the layer into moto's request dispatch (idempotent)."""
+    from sandbox.realism import hooks
+
+    _load_behaviours()
+    hooks.install()
+
 
 __all__ = [
     "PROFILES",
