@@ -22,8 +22,19 @@ def nightly_report(
     failed_tasks: Sequence[str] = (),
     file_sets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The run's record. ``succeeded`` is true only if every copy verified, every file set
-    was backed up completely and no step failed."""
+    """The run's record. ``succeeded`` is true only if every resource was protected, every copy
+    verified, every file set was backed up completely and no step failed. Resources the run
+    could not protect are listed under ``not_protected`` with the reason and what to do."""
+    not_protected = [
+        {
+            "kind": v.recovery_point.kind,
+            "source": f"{v.recovery_point.source_region}/{v.recovery_point.source_id}",
+            "reason": v.recovery_point.not_protected,
+        }
+        for v in verifications
+        if v.recovery_point.not_protected is not None
+    ]
+    verifications = [v for v in verifications if v.recovery_point.not_protected is None]
     failed = [v for v in verifications if not v.passed]
     failed_sets = failed_file_sets(file_sets)
     points = []
@@ -50,13 +61,14 @@ def nightly_report(
         "started_at": started_at,
         "finished_at": finished_at,
         "duration_seconds": round(duration_seconds, 1),
-        "succeeded": not failed and not failed_tasks and not failed_sets,
+        "succeeded": not failed and not failed_tasks and not failed_sets and not not_protected,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
         "verified": len(verifications) - len(failed),
         "failed_verification": [
             f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
         ],
+        "not_protected": not_protected,
         "incidents": [i for v in verifications for i in v.incidents],
         "file_sets": summarize(file_sets),
         "failed_file_sets": failed_sets,
@@ -90,6 +102,11 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     for p in report["recovery_points"]:
         for problem in p["problems"]:
             lines.append(f"  ! {p['source']}: {problem}")
+    not_protected = report.get("not_protected") or []
+    if not_protected:
+        lines.append("")
+        lines.append(f"NOT PROTECTED tonight: {len(not_protected)}")
+        lines += [f"  ! {n['kind']} {n['source']}: {n['reason']}" for n in not_protected]
     file_sets = report.get("file_sets") or []
     if file_sets:
         lines.append("")
