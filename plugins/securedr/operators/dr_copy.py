@@ -138,13 +138,16 @@ class CopyToDrRegionOperator(SecureDrOperator):
             free = max(0, limit - len(in_flight))
             waiting = [p for p in points if p.protected and not p.dr_snapshot_id]
             started = 0
-            no_slot = False
-            for point in waiting[:free]:
+            no_slot: set[str] = set()  # EBS and RDS limits are separate: one full, not both
+            for point in waiting:
+                if started >= free:
+                    break
+                if point.kind in no_slot:
+                    continue
                 outcome = self._start_copy(point, run_id, dr, dr_key)
                 if outcome == "no_slot":
-                    no_slot = True
-                    break
-                if outcome == "started":
+                    no_slot.add(point.kind)
+                elif outcome == "started":
                     started += 1
             remaining = [p for p in points if p.protected and not p.dr_snapshot_id]
             self.log.info(
