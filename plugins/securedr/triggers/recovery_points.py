@@ -73,12 +73,18 @@ class RecoveryPointsTrigger(BaseTrigger):
         refs = [SnapshotRef.from_dict(r) for r in self.refs]
         keys = [ref_key(r) for r in refs]
         grace = grace_deadlines(refs, self.missing_grace_seconds)
+        # The clients are closed before the event is yielded: the triggerer may drop the
+        # generator right after its first event.
+        yield await self._wait(refs, keys, grace)
+
+    async def _wait(
+        self, refs: list[SnapshotRef], keys: list[str], grace: dict[str, float]
+    ) -> TriggerEvent:
         async with AwsClients(self.aws_conn_id).async_clients() as pool:
             while True:
                 event = await self._poll(pool, refs, keys, grace)
                 if event is not None:
-                    yield event
-                    return
+                    return event
                 await asyncio.sleep(self.poll_seconds)
 
     async def _poll(
