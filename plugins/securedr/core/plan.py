@@ -547,7 +547,7 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
     message = str(err["msg"]).removeprefix("Value error, ")
     if kind in ("value_error", "assertion_error"):
         return path, message
-    if kind == "string_too_short" and found == "":
+    if kind == "string_too_short" and isinstance(found, str) and not found.strip():
         return path, "is empty; give a value (or remove the field if it is optional)"
     if isinstance(found, bool) and kind in ("int_type", "float_type", "string_type"):
         return path, (

@@ -168,6 +168,8 @@ def parse_plan_yaml(text: str) -> Any:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in problem:  # libyaml's own limit, met while scanning ahead
+            raise PlanFileError(where, _too_deep()) from None
         context = getattr(exc, "context", None)
         detail = f"{context}, {problem}" if context else problem
         raise PlanFileError(where, f"not valid YAML: {_clean(detail)}") from None
@@ -177,9 +179,14 @@ def parse_plan_yaml(text: str) -> Any:
             "(file)", f"holds a value YAML cannot read: {_clean(str(exc))}"
         ) from None
     except RecursionError:  # defence in depth; _check_events bounds the nesting first
-        raise PlanFileError(
-            "(file)", f"is nested too deeply; a plan nests at most {MAX_DEPTH} levels"
-        ) from None
+        raise PlanFileError("(file)", _too_deep()) from None
+
+
+def _too_deep() -> str:
+    return (
+        f"is nested more than {MAX_DEPTH} levels deep; a plan needs only a few levels, check "
+        "the indentation and brackets"
+    )
 
 
 def _clean(text: str) -> str:
@@ -229,11 +236,7 @@ def _check_events(text: str) -> None:
         elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise PlanFileError(
-                    _where(event),
-                    f"is nested more than {MAX_DEPTH} levels deep; a plan needs only a few "
-                    "levels, check the indentation and brackets",
-                )
+                raise PlanFileError(_where(event), _too_deep())
             produced += 1
             open_anchors.append((event.anchor, produced - 1))
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):

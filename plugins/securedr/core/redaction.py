@@ -19,9 +19,13 @@ _PEM_PRIVATE = re.compile(r"-----BEGIN [A-Z0-9 ]{0,64}PRIVATE KEY-----")
 _RECOVERY_PRIVATE = re.compile(r"SECUREDR-RECOVERY-KEY-[A-Za-z0-9_=+/-]*", re.IGNORECASE)
 #: Access key ids: AKIA (long-term) and ASIA (temporary) followed by 16 upper-case characters.
 _ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")
-#: A secret access key is 40 characters of base64; we redact any such run that mixes cases and
-#: digits (a 40-character hex digest, e.g. a git commit, has no upper case and is left alone).
-_SECRET_CANDIDATE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+#: A secret access key is 40 characters of base64; we redact any run of 40 or more such
+#: characters that mixes cases and digits (it may be glued to other text). A hex digest, e.g. a
+#: git commit, or SecureDR's lower-case recovery public key has no upper case and is left alone.
+_SECRET_CANDIDATE = re.compile(r"[A-Za-z0-9/+=]{40,}")
+#: Finding one (to refuse a plan value) is stricter, so a long path is not taken for a key:
+#: exactly 40 characters standing alone, not starting with "/".
+_SECRET_ALONE = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9+=][A-Za-z0-9/+=]{39}(?![A-Za-z0-9/+=])")
 #: ``password: x``, ``aws_secret_access_key = x``, ``token=x`` and friends.
 _ASSIGNED_SECRET = re.compile(
     r"(?i)\b((?:aws_)?secret(?:_access)?_key|secret|password|passwd|token|api_key|"
@@ -49,7 +53,7 @@ def secret_kind(value: str) -> str | None:
         return "a private key (PEM)"
     if _RECOVERY_PRIVATE.search(value):
         return "the SecureDR recovery PRIVATE key"
-    if any(_looks_like_secret_key(m) for m in _SECRET_CANDIDATE.findall(value)):
+    if any(_looks_like_secret_key(m) for m in _SECRET_ALONE.findall(value)):
         return "an AWS secret access key"
     if _ASSIGNED_SECRET.search(value):
         return "a password or secret"
