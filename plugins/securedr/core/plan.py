@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -485,14 +486,15 @@ def parse_plan(data: Any, source: str = "<plan>", base_dir: Path | None = None) 
     """
     if not isinstance(data, Mapping):
         raise PlanError(source, [("(top level)", f"expected a mapping, found {_kind(data)}")])
-    secrets = _secret_problems(data)
+    strings = _strings(data)
+    secrets = _secret_problems(strings)
     fields: list[tuple[str, str]] = []
     plan: Plan | None = None
     try:
         plan = Plan.model_validate(dict(data), context={_RULES_DEFERRED: True})
     except ValidationError as exc:
         fields = [_describe(err) for err in exc.errors()]
-    rules = _variable_problems(data) + _rule_problems(data)
+    rules = _variable_problems(data, strings) + _rule_problems(data)
     if base_dir is not None:
         key = _get(data, "file_sets", "recovery_public_key")
         if isinstance(key, str) and key.strip():
@@ -646,9 +648,9 @@ def _strings(data: Any) -> list[tuple[str, str]]:
     return out
 
 
-def _secret_problems(data: Any) -> list[tuple[str, str]]:
+def _secret_problems(strings: list[tuple[str, str]]) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
-    for path, value in _strings(data):
+    for path, value in strings:
         kind = secret_kind(value)
         if kind is None:
             continue
@@ -668,7 +670,7 @@ def _secret_problems(data: Any) -> list[tuple[str, str]]:
     return problems
 
 
-def _variable_problems(data: Any) -> list[tuple[str, str]]:
+def _variable_problems(data: Any, strings: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Undefined ``$VARS`` in path fields, and ``${VARS}`` where none are expanded."""
     problems: list[tuple[str, str]] = []
     paths = {".".join(p) for p in PATH_FIELDS}
@@ -677,7 +679,7 @@ def _variable_problems(data: Any) -> list[tuple[str, str]]:
         source = _get(item, "source")
         if isinstance(source, str) and "://" not in source:
             paths.add(f"file_sets.sets.{index}.source")
-    for path, value in _strings(data):
+    for path, value in strings:
         if "$" not in value:
             continue
         if path in paths:
@@ -845,7 +847,7 @@ def _file_set_problems(data: Any) -> list[tuple[str, str]]:
             problems.append(
                 (path, f"{label}: 'region' is only for S3 sources; remove it for a local directory")
             )
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
     if twice:
         problems.append(
             ("file_sets.sets", f"file set name(s) used more than once: {', '.join(twice)}")

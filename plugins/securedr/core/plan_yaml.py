@@ -250,24 +250,24 @@ class _PlanLoader(_Loader):  # type: ignore[misc, valid-type]
     """The safe loader, refusing duplicate keys in a mapping."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
+        # Keys are compared as written (tag and text), which needs no second construction.
+        seen: set[tuple[str, str]] = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
                 continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable keys are refused by the constructor with a clear error
-            if duplicate:
+            key = (key_node.tag, key_node.value)
+            if key in seen:
                 mark = key_node.start_mark
                 raise PlanFileError(
                     f"line {mark.line + 1}, column {mark.column + 1}",
-                    f"the key {bounded(redact(str(key)), 80)!r} appears twice in the same "
+                    f"the key {bounded(redact(key_node.value), 80)!r} appears twice in the same "
                     "mapping; YAML would silently keep only the last one. Remove one of them",
                 )
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 # --------------------------------------------------------------------------- $VARS

@@ -49,6 +49,14 @@ def secret_kind(value: str) -> str | None:
 
     Public keys and certificates are not secrets and give None.
     """
+    if (
+        len(value) < 40
+        and "-----" not in value
+        and "=" not in value
+        and ":" not in value
+        and "recovery-key" not in value.lower()
+    ):
+        return None  # too short for any of the patterns below: the common case, kept cheap
     if _PEM_PRIVATE.search(value):
         return "a private key (PEM)"
     if _RECOVERY_PRIVATE.search(value):
