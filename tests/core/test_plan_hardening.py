@@ -123,6 +123,7 @@ def test_an_alias_bomb_is_refused_before_expansion(tmp_path: Path) -> None:
     where, why = problems[0]
     assert where.startswith("line ")
     assert "alias" in why and "not expanded" in why
+    assert "at x_bomb.l" in why  # the field being read when the limit was reached
     assert len(message) < 1000
 
 
@@ -143,6 +144,7 @@ def test_too_many_aliases_are_refused(tmp_path: Path) -> None:
     path.write_text(text + SHIPPED_TEXT)
     problems, _ = refused(path)
     assert f"more than {MAX_ALIASES} YAML aliases" in problems[0][1]
+    assert f"at many.{MAX_ALIASES}" in problems[0][1]
 
 
 def test_a_few_aliases_still_work(tmp_path: Path) -> None:
@@ -171,6 +173,14 @@ def test_deep_nesting_is_a_plan_error_not_a_recursion_error(tmp_path: Path, nest
     path.write_text(SHIPPED_TEXT + f"x_deep: {nested}\n")
     problems, _ = refused(path)
     assert f"nested more than {MAX_DEPTH} levels" in problems[0][1]
+
+
+def test_deep_nesting_names_the_field_being_read(tmp_path: Path) -> None:
+    nested = "".join("  " * (i + 1) + f"k{i}:\n" for i in range(40)) + "  " * 41 + "v"
+    path = tmp_path / "plan.yaml"
+    path.write_text(SHIPPED_TEXT + f"x_deep:\n{nested}\n")
+    problems, _ = refused(path)
+    assert "(at x_deep.k0.k1.k2." in problems[0][1]
 
 
 def test_deep_nesting_is_refused_by_the_pure_python_parser_too(

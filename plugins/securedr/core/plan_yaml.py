@@ -198,26 +198,57 @@ def _where(event: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
+class _Frame:
+    """An open collection in the event stream: its anchor and where the walk is inside it."""
+
+    __slots__ = ("anchor", "expect_key", "index", "is_mapping", "key", "start")
+
+    def __init__(self, anchor: str | None, start: int, is_mapping: bool) -> None:
+        self.anchor = anchor
+        self.start = start  # nodes produced before this collection
+        self.is_mapping = is_mapping
+        self.expect_key = True
+        self.key: str = "?"
+        self.index = -1
+
+
+def _field_path(frames: list[_Frame]) -> str:
+    parts = [frame.key if frame.is_mapping else str(frame.index) for frame in frames]
+    return ".".join(parts) or "(top level)"
+
+
 def _check_events(text: str) -> None:
     """Walk the event stream (no objects built) and refuse deep nesting and alias bombs.
 
     The expanded size of every anchored node is measured as the stream goes by, counting the
     aliases inside it at their own expanded size, so a bomb is recognised from its first levels
-    in time linear in the file.
+    in time linear in the file. Messages name the field being read (``x.y.0``) as well as the
+    line and column.
     """
-    depth = 0
     aliases = 0
     added = 0  # nodes that aliases expand to
     produced = 0  # nodes so far, each alias counted at its expanded size
     sizes: dict[str, int] = {}
-    open_anchors: list[tuple[str | None, int]] = []  # per open collection: anchor, start count
+    frames: list[_Frame] = []
     for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.NodeEvent) and frames:
+            # Where this node sits: a key or a value of the mapping, or the next list item.
+            frame = frames[-1]
+            if not frame.is_mapping:
+                frame.index += 1
+            elif frame.expect_key:
+                scalar = isinstance(event, yaml.ScalarEvent)
+                frame.key = bounded(redact(event.value), 60) if scalar else "?"
+                frame.expect_key = False
+            else:
+                frame.expect_key = True
         if isinstance(event, yaml.AliasEvent):
             aliases += 1
             if aliases > MAX_ALIASES:
                 raise PlanFileError(
                     _where(event),
-                    f"uses more than {MAX_ALIASES} YAML aliases (*name); write the values out",
+                    f"uses more than {MAX_ALIASES} YAML aliases (*name), at "
+                    f"{_field_path(frames)}; write the values out",
                 )
             size = sizes.get(event.anchor, 1)
             added += size
@@ -226,24 +257,24 @@ def _check_events(text: str) -> None:
                 raise PlanFileError(
                     _where(event),
                     f"YAML aliases would expand to more than {MAX_ALIAS_NODES} values (an alias "
-                    "bomb?); the plan was not expanded. Write the values out or use fewer "
-                    "aliases",
+                    f"bomb?), at {_field_path(frames)}; the plan was not expanded. Write the "
+                    "values out or use fewer aliases",
                 )
         elif isinstance(event, yaml.ScalarEvent):
             produced += 1
             if event.anchor is not None:
                 sizes[event.anchor] = 1
-        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise PlanFileError(_where(event), _too_deep())
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(frames) >= MAX_DEPTH:
+                raise PlanFileError(_where(event), f"{_too_deep()} (at {_field_path(frames)})")
             produced += 1
-            open_anchors.append((event.anchor, produced - 1))
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            depth -= 1
-            anchor, start = open_anchors.pop()
-            if anchor is not None:
-                sizes[anchor] = produced - start
+            frames.append(
+                _Frame(event.anchor, produced - 1, isinstance(event, yaml.MappingStartEvent))
+            )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            frame = frames.pop()
+            if frame.anchor is not None:
+                sizes[frame.anchor] = produced - frame.start
 
 
 class _PlanLoader(_Loader):  # type: ignore[misc, valid-type]
