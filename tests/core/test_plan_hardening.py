@@ -653,3 +653,14 @@ def test_any_alias_bomb_is_refused(levels: int, width: int, scalar: str) -> None
     else:  # only a small document may load
         assert width**levels <= plan_yaml.MAX_ALIAS_NODES
         assert width * (levels - 1) <= MAX_ALIASES
+
+
+def test_a_plan_built_directly_still_checks_the_rules_between_fields() -> None:
+    # parse_plan defers these rules to its own pass; building the model directly must not
+    # skip them.
+    from pydantic import ValidationError
+
+    data = valid()
+    data["regions"]["dr"] = "eu-west-1"
+    with pytest.raises(ValidationError, match="also a source Region"):
+        Plan.model_validate(data)
