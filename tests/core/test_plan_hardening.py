@@ -442,6 +442,8 @@ def test_restore_role_must_be_a_role_arn(role: str) -> None:
         "arn:aws:sqs:us-west-2:123456789012:securedr-restore",
         "arn:aws:sns:us-west-2:123456789012:",
         "arn:aws:sns:nowhere:123456789012:securedr",
+        "arn:aws:sns:us-west-2:123456789012:" + "t" * 257,
+        "arn:aws:sns:us-west-2:123456789012:" + "t" * 252 + ".fifo",
     ],
 )
 def test_notification_topic_must_be_a_topic_arn(topic: str) -> None:
@@ -457,6 +459,8 @@ def test_fifo_topics_and_gov_roles_are_accepted() -> None:
     data["restore"]["role_arn"] = "arn:aws-us-gov:iam::123456789012:role/path/securedr"
     plan = parse_plan(data)
     assert plan.notifications.sns_topic_arn.endswith(".fifo")
+    data["notifications"]["sns_topic_arn"] = "arn:aws:sns:us-west-2:123456789012:" + "t" * 256
+    assert parse_plan(data).notifications.sns_topic_arn.endswith("t" * 256)
 
 
 def test_an_availability_zone_of_another_region_is_refused() -> None:

@@ -59,11 +59,12 @@ KMS_KEY_RE = re.compile(
 )
 #: ``arn:<partition>:iam::<account>:role/<path/name>`` (IAM roles are global: no Region).
 ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
-#: ``arn:<partition>:sns:<region>:<account>:<topic>``; topic names are 1-256 letters, digits,
-#: hyphens and underscores, FIFO topics end in ".fifo"
-#: (https://docs.aws.amazon.com/sns/latest/api/API_CreateTopic.html).
+#: ``arn:<partition>:sns:<region>:<account>:<topic>``; topic names are 1-256 ASCII letters,
+#: digits, underscores and hyphens, and a FIFO topic's name ends in ".fifo" (CreateTopic's Name:
+#: https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/sns/aws.sdk.kotlin.services.sns.model/-create-topic-request/name.html).
 SNS_TOPIC_ARN_RE = re.compile(
-    r"^arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,251}(\.fifo)?$"
+    r"^arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:"
+    r"([A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$"
 )
 #: An Availability Zone name is its Region code followed by a letter
 #: (https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html).
