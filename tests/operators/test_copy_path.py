@@ -438,3 +438,51 @@ def test_trigger_builds_clients_once_and_polls_through_throttling(estate, ctx, m
     assert len(builds) == 3  # ec2 in two Regions, rds in one
     config = AwsClients().hook("ec2", "us-east-1").config
     assert config.retries == {"mode": "standard", "max_attempts": 10}
+
+
+def test_rds_snapshot_quota_is_told_apart_by_its_message():
+    from securedr.aws.limits import classify_limit
+
+    def error(code: str, message: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, "CopyDBSnapshot")
+
+    assert classify_limit(error("SnapshotQuotaExceeded", MANUAL_QUOTA_MESSAGE)) == "quota"
+    assert (
+        classify_limit(
+            error("SnapshotQuotaExceeded", "Cannot create more than 100 manual snapshots")
+        )
+        == "quota"
+    )
+    assert classify_limit(error("SnapshotQuotaExceeded", CONCURRENT_COPY_MESSAGE)) == "concurrency"
+    assert classify_limit(error("ResourceLimitExceeded", "Too many copies")) == "concurrency"
+    assert classify_limit(error("InvalidParameterValue", "nope")) is None
+
+
+def test_sensor_names_a_failed_copy_and_keeps_waiting_for_the_others(estate, ctx):
+    from securedr.sensors.recovery_points import RecoveryPointsSensor
+
+    points = snapshot(ctx)
+    sensor = RecoveryPointsSensor(task_id="wait", points=points, location="source")
+    bad = next(p for p in points if p["kind"] == "ebs")
+    key = f"ebs:{bad['source_region']}:{bad['snapshot_id']}"
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute_complete(
+            ctx, {"status": "error", "failed": {key: "state error: boom"}, "completed": []}
+        )
+    refs = deferred.value.trigger.refs
+    assert len(refs) == len(points) - 1
+    assert bad["snapshot_id"] not in {r["snapshot_id"] for r in refs}
+    assert deferred.value.kwargs["excluded"] == [key]
+
+
+def test_volume_in_error_is_reported_unsupported(estate, ctx, monkeypatch):
+    from moto.ec2.models.elastic_block_store import Volume
+
+    volume = estate.protected_volumes["us-east-1"][0]
+    real = Volume.status
+    monkeypatch.setattr(
+        Volume, "status", property(lambda v: "error" if v.id == volume else real.fget(v))
+    )
+    points = by_source(snapshot(ctx))
+    assert "'error' state" in points[volume]["not_protected"]
+    assert points["orders-db"]["snapshot_id"]
