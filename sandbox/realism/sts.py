@@ -18,6 +18,12 @@ after expiry is answered the way each protocol answers it:
 - S3: ``ExpiredToken`` "The provided token has expired.", HTTP 400
   (https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList).
 
+``AssumeRole`` itself is refused, as on AWS, when ``DurationSeconds`` exceeds the role's
+``MaxSessionDuration`` (roles created in the sandbox's IAM; default 3600) or, for a session that
+was itself assumed (role chaining), one hour: ``ValidationError`` "The requested DurationSeconds
+exceeds the MaxSessionDuration set for this role." / "... the 1 hour session limit for roles
+assumed by role chaining." (AssumeRole API reference above, DurationSeconds).
+
 Parameters: ``max_lifetime_seconds`` (optional) caps every session's lifetime below what was
 asked for, e.g. to see credentials refresh within a short test.
 """
@@ -83,15 +89,44 @@ def _token_of(call: realism.Call) -> str | None:
     return None
 
 
+CHAINED_MAX_SECONDS = 3600
+
+
+def _refuse_duration(call: realism.Call, chained: bool) -> None:
+    duration = int(call.param("DurationSeconds") or DEFAULT_DURATION_SECONDS)
+    if chained and duration > CHAINED_MAX_SECONDS:
+        raise realism.AWSError(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by "
+            "role chaining.",
+        )
+    maximum = _role_max_session(call.account, str(call.param("RoleArn") or ""))
+    if maximum is not None and duration > maximum:
+        raise realism.AWSError(
+            "ValidationError",
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        )
+
+
+def _role_max_session(account: str, role_arn: str) -> int | None:
+    """The role's MaxSessionDuration when the role exists in the sandbox's IAM."""
+    from moto.iam.models import iam_backends
+
+    role_account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else account
+    try:
+        role = iam_backends[role_account]["aws"].get_role_by_arn(role_arn)
+    except Exception:  # a role the sandbox does not know: moto lets it be assumed
+        return None
+    return int(role.max_session_duration or DEFAULT_DURATION_SECONDS)
+
+
 def before(call: realism.Call) -> None:
-    if not _EXPIRES:
-        return
-    token = _token_of(call)
-    if token is None:
-        return
-    expires = _EXPIRES.get(token)
+    token = _token_of(call) if _EXPIRES else None
+    expires = _EXPIRES.get(token) if token else None
     if expires is not None and realism.now() >= expires:
         raise expired_token_error(call.service)
+    if call.service == "sts" and call.action == "AssumeRole":
+        _refuse_duration(call, chained=expires is not None)
 
 
 def _text(body: Any) -> str:

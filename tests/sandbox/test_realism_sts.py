@@ -137,3 +137,36 @@ def test_off_means_moto_never_expires_credentials(aws):
     credentials = _assume(900)
     realism.advance(10 * 3600)
     _as(credentials, "ec2").describe_volumes()
+
+
+def test_duration_beyond_the_roles_max_session_is_refused(aws):
+    realism.configure("sts")
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(
+        RoleName="securedr-restore",
+        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
+        MaxSessionDuration=7200,
+    )["Role"]["Arn"]
+    client = boto3.client("sts", region_name=REGION, config=NO_RETRIES)
+    client.assume_role(RoleArn=role, RoleSessionName="restore", DurationSeconds=7200)
+    with pytest.raises(ClientError) as exc:
+        client.assume_role(RoleArn=role, RoleSessionName="restore", DurationSeconds=7201)
+    assert _error(exc) == (
+        "ValidationError",
+        "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+        400,
+    )
+
+
+def test_chained_sessions_are_limited_to_one_hour(aws):
+    realism.configure("sts")
+    chained = _as(_assume(900), "sts")
+    chained.assume_role(RoleArn=ROLE, RoleSessionName="drill", DurationSeconds=3600)
+    with pytest.raises(ClientError) as exc:
+        chained.assume_role(RoleArn=ROLE, RoleSessionName="drill", DurationSeconds=3601)
+    assert _error(exc) == (
+        "ValidationError",
+        "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by "
+        "role chaining.",
+        400,
+    )
