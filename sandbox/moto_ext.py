@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.ec2.models.amis import Ami
 from moto.ec2.responses import EC2Response
 
 from sandbox import snapshot_locks
@@ -84,6 +85,16 @@ def _register_image(self: EC2Response) -> ActionResult:
     return result
 
 
+def _ami_filter_value(self: Any, filter_name: str, method_name: str | None = None) -> Any:
+    # DescribeImages' block-device-mapping.snapshot-id filter finds the AMIs that use a snapshot
+    # (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeImages.html); moto
+    # does not implement it.
+    if filter_name == "block-device-mapping.snapshot-id":
+        key = (self.ec2_backend.account_id, self.ec2_backend.region_name, self.id)
+        return AMI_SNAPSHOTS.get(key) or [self.ebs_snapshot.id]
+    return _ORIGINAL["ami_filter_value"](self, filter_name, method_name)
+
+
 def ami_snapshot_ids(account: str, region: str, ami_id: str) -> list[str]:
     """Snapshots an AMI registered through the sandbox names in its block device mappings."""
     return list(AMI_SNAPSHOTS.get((account, region, ami_id), []))
@@ -99,6 +110,8 @@ def install() -> None:
         _ORIGINAL["register_image"] = EC2Response.register_image
         _register_image.__name__ = "register_image"
         EC2Response.register_image = _register_image  # type: ignore[method-assign]
+        _ORIGINAL["ami_filter_value"] = Ami.get_filter_value
+        Ami.get_filter_value = _ami_filter_value  # type: ignore[method-assign]
 
 
 def reset() -> None:

@@ -251,6 +251,15 @@ def test_without_linger_the_network_is_free_at_once(private_db):
 
 
 def test_e2e_profile_turns_the_correctness_refusals_on(aws):
-    assert realism.PROFILES["e2e"]["refusals"]["ami_in_use"] is True
-    assert realism.PROFILES["e2e"]["refusals"]["cluster_members"] is True
-    assert realism.PROFILES["e2e"]["refusals"]["unavailable_instances"] is True
+    realism.use_profile("e2e")
+    assert realism.settings("refusals") == {
+        "ami_in_use": True,
+        "cluster_members": True,
+        "unavailable_instances": True,
+    }
+    assert realism.settings("s3") == {"max_parts": 10000}
+    ec2 = _client("ec2")
+    snapshot, _ami = _snapshot_used_by_ami(ec2)
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_snapshot(SnapshotId=snapshot)
+    assert _error(exc)[0] == "InvalidSnapshot.InUse"

@@ -171,3 +171,8 @@ def test_registered_ami_shows_and_protects_its_snapshot(ec2, snapshot_id):
     # moto's own stand-in snapshot for the AMI does not linger in the account
     owned = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
     assert not [s for s in owned if ami in s.get("Description", "")]
+    found = ec2.describe_images(
+        Owners=["self"],
+        Filters=[{"Name": "block-device-mapping.snapshot-id", "Values": [snapshot_id]}],
+    )["Images"]
+    assert [i["ImageId"] for i in found] == [ami]
