@@ -91,9 +91,16 @@ def error_for(service: str, kind: str = "throttle") -> realism.AWSError:
     return realism.AWSError(code, message, status)
 
 
+def _names(value: object) -> list[str]:
+    """A list parameter that may also be given as one name (e.g. from the environment's JSON)."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[attr-defined]
+
+
 def _matches(call: realism.Call, params: dict) -> bool:
-    services = params.get("services")
-    actions = params.get("actions")
+    services = _names(params.get("services"))
+    actions = _names(params.get("actions"))
     if services and call.service not in services:
         return False
     return not (actions and call.action not in actions)

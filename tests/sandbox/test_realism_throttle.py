@@ -114,3 +114,9 @@ def test_botocore_retries_ride_out_a_short_burst(aws):
     ec2 = boto3.client("ec2", region_name="us-east-1", config=retrying)
     for _ in range(4):
         ec2.describe_volumes()  # never raises: each burst is shorter than the attempt budget
+
+
+def test_a_single_name_works_as_well_as_a_list(aws):
+    realism.configure("throttle", services="ec2", actions="DescribeVolumes", every=1)
+    assert _outcomes(_client("ec2").describe_volumes, 1) == ["RequestLimitExceeded"]
+    assert _outcomes(lambda: _client("rds").describe_db_instances(), 1) == ["ok"]
