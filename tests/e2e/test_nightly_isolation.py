@@ -15,6 +15,7 @@ from tests.operators.helpers import rds_backend
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
+@pytest.mark.realism("e2e")  # AWS's refusals on: CreateDBSnapshot of a cluster member fails
 def test_unsnapshotable_database_is_named_and_everything_else_is_protected(
     estate, plan, signing_keys
 ):

@@ -244,6 +244,7 @@ def test_preflight_warns_when_retention_would_exceed_the_manual_snapshot_quota(
 
 
 def test_cluster_member_and_rds_custom_are_reported_unsupported(estate, plan, ctx):
+    realism.configure("refusals", cluster_members=True)  # AWS refuses CreateDBSnapshot
     rds_backend("us-east-1").databases["orders-db"].db_cluster_identifier = "orders-cluster"
     found = {r["resource_id"]: r for r in discover(ctx)}
     assert "member of DB cluster 'orders-cluster'" in found["orders-db"]["unsupported"]
@@ -276,13 +277,11 @@ def test_instance_not_available_is_tried_again_later_in_the_run(estate, ctx, tmp
 
 
 def test_instance_never_available_is_named_and_others_protected(estate, ctx, tmp_path):
+    from sandbox.realism import refusals
+
     plan_path = write_plan(tmp_path, waits={"poll_seconds": 1, "unavailable_retry_minutes": 0})
-
-    def busy(call):
-        if call.service == "rds" and call.action == "CreateDBSnapshot":
-            raise realism.AWSError("InvalidDBInstanceState", "Instance is not available.")
-
-    inject("test-busy", busy)
+    realism.configure("refusals", unavailable_instances=True)
+    refusals.set_instance_status("orders-db", "backing-up", region="us-east-1")
     points = by_source(snapshot(ctx, plan_path))
     assert "not available" in points["orders-db"]["not_protected"]
     assert "InvalidDBInstanceState" in points["orders-db"]["not_protected"]
