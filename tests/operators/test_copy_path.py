@@ -436,7 +436,7 @@ def test_trigger_builds_clients_once_and_polls_through_throttling(estate, ctx, m
     assert sorted(builds) == sorted(set(builds))
     assert len(builds) == 3  # ec2 in two Regions, rds in one
     config = AwsClients().hook("ec2", "us-east-1").config
-    assert config.retries == {"mode": "standard", "max_attempts": 10}
+    assert config.retries["mode"] == "standard" and config.retries["total_max_attempts"] == 10
 
 
 def test_rds_snapshot_quota_is_told_apart_by_its_message():

@@ -14,20 +14,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from botocore.config import Config
 
-from securedr.aws.errors import ServiceClients, chunks, error_code
+from securedr.aws.errors import ServiceClients, chunks, error_code, retry_config
 
-__all__ = ["AwsClients", "chunks", "error_code", "retry_config"]
-
-#: Bounded attempts per call, throttling and 5xx included (botocore "standard" mode backs off
-#: with jitter). https://docs.aws.amazon.com/sdkref/latest/guide/feature-retry-behavior.html
-MAX_ATTEMPTS = 10
-
-
-def retry_config() -> Config:
-    """botocore's standard retry mode with a bounded number of attempts, for every client."""
-    return Config(retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS})
+__all__ = ["AwsClients", "chunks", "error_code"]
 
 
 # Building a botocore client parses the service model (about half a second for EC2), and one
@@ -44,6 +34,8 @@ class AwsClients(ServiceClients):
         self.aws_conn_id = aws_conn_id
 
     def hook(self, service: str, region: str) -> AwsBaseHook:
+        # The same retry policy for the boto3 client (``.conn``) and the aiobotocore one
+        # (``get_async_conn``): the hook hands ``config`` to both.
         return AwsBaseHook(
             aws_conn_id=self.aws_conn_id,
             client_type=service,
