@@ -121,3 +121,20 @@ def test_without_the_section_new_resources_are_visible_at_once(aws):
     vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     group = ec2.create_security_group(GroupName="web", Description="web", VpcId=vpc)["GroupId"]
     assert ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+
+
+def test_the_estate_is_handed_over_only_once_it_is_visible(aws, plan):
+    from sandbox.estate import ensure_restore_network, seed
+
+    realism.configure("consistency", seconds=2)
+    estate = seed(plan, aws)
+    for region, volumes in estate.protected_volumes.items():
+        listed = {v["VolumeId"] for v in client("ec2", aws, region).describe_volumes()["Volumes"]}
+        assert set(volumes) <= listed
+    for region, names in estate.protected_databases.items():
+        listed = client("rds", aws, region).describe_db_instances()["DBInstances"]
+        assert set(names) <= {d["DBInstanceIdentifier"] for d in listed}
+    _, group = ensure_restore_network(plan, aws)
+    ec2 = client("ec2", aws, plan.regions.dr)
+    assert ec2.describe_security_groups(GroupIds=[group])["SecurityGroups"]
+    assert ensure_restore_network(plan, aws)[1] == group  # found again, not created twice
