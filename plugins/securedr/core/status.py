@@ -12,12 +12,6 @@ from securedr.core.model import Kind
 
 State = Literal["pending", "completed", "failed", "missing"]
 
-#: How long a snapshot that was just created may be absent from describes before it counts as
-#: gone. AWS's describes are eventually consistent: "the result of an API command ... might not be
-#: immediately visible to all subsequent commands"
-#: (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html).
-MISSING_GRACE_SECONDS = 120.0
-
 _RDS_DONE = {"available"}
 _RDS_FAILED = {"failed", "incompatible-restore", "incompatible-parameters", "deleted", "deleting"}
 
@@ -73,19 +67,12 @@ class Progress:
         )
 
 
-def evaluate(
-    expected: list[str], statuses: dict[str, SnapshotStatus], *, missing_is_pending: bool = False
-) -> Progress:
-    """Classify ``expected`` snapshot keys. A snapshot AWS does not report has failed, unless
-    ``missing_is_pending`` (the wait began within :data:`MISSING_GRACE_SECONDS` of the snapshot's
-    creation, when AWS may not show it yet)."""
+def evaluate(expected: list[str], statuses: dict[str, SnapshotStatus]) -> Progress:
+    """Classify ``expected`` snapshot keys. A snapshot AWS no longer reports has failed."""
     progress = Progress()
     for key in expected:
         status = statuses.get(key)
         if status is None or status.state == "missing":
-            if missing_is_pending:
-                progress.pending.append(key)
-                continue
             progress.failed[key] = "not found: it was deleted, or it is in another account/Region"
         elif status.state == "completed":
             progress.completed.append(key)

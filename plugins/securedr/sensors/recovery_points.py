@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Literal
@@ -12,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws.snapshots import ref_key, statuses
 from securedr.core.model import RecoveryPoint, SnapshotRef
-from securedr.core.status import MISSING_GRACE_SECONDS, evaluate
+from securedr.core.status import evaluate
 from securedr.operators.base import SecureDrMixin
 from securedr.triggers.recovery_points import RecoveryPointsTrigger
 
@@ -102,10 +101,7 @@ class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
 
     def poke(self, context: Any) -> bool:
         refs = self._refs()
-        first = self.__dict__.setdefault("_first_poke", time.time())
-        in_grace = time.time() - first < MISSING_GRACE_SECONDS
-        found = statuses(self.clients, refs)
-        progress = evaluate([ref_key(r) for r in refs], found, missing_is_pending=in_grace)
+        progress = evaluate([ref_key(r) for r in refs], statuses(self.clients, refs))
         self.log.info("%s snapshots: %s", self.location, progress.summary())
         if progress.failed:
             self._fail(progress.failed)

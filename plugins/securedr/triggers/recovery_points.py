@@ -12,7 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from securedr.aws.clients import AwsClients
 from securedr.aws.snapshots import ref_key, statuses_async
 from securedr.core.model import SnapshotRef
-from securedr.core.status import MISSING_GRACE_SECONDS, evaluate
+from securedr.core.status import evaluate
 
 
 class RecoveryPointsTrigger(BaseTrigger):
@@ -23,8 +23,7 @@ class RecoveryPointsTrigger(BaseTrigger):
     - ``{"status": "success", ...}`` when every snapshot completed (``until="all"``) or at least
       one snapshot completed (``until="any"``, used to free copy slots);
     - ``{"status": "error", "failed": {key: reason}}`` as soon as any snapshot fails, with the
-      reason AWS reported (a snapshot missing from describes counts as still pending for the
-      first ``missing_grace_seconds`` of the wait: AWS shows new snapshots eventually);
+      reason AWS reported;
     - ``{"status": "timeout", "pending": [...]}`` when ``timeout_seconds`` pass first.
     """
 
@@ -37,7 +36,6 @@ class RecoveryPointsTrigger(BaseTrigger):
         timeout_seconds: float = 6 * 3600,
         until: Literal["all", "any"] = "all",
         started_at: float | None = None,
-        missing_grace_seconds: float = MISSING_GRACE_SECONDS,
     ) -> None:
         super().__init__()
         self.refs = refs
@@ -45,7 +43,6 @@ class RecoveryPointsTrigger(BaseTrigger):
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
         self.until = until
-        self.missing_grace_seconds = missing_grace_seconds
         # Wall-clock start, kept across triggerer restarts so the timeout is not reset.
         self.started_at = started_at if started_at is not None else time.time()
 
@@ -59,7 +56,6 @@ class RecoveryPointsTrigger(BaseTrigger):
                 "timeout_seconds": self.timeout_seconds,
                 "until": self.until,
                 "started_at": self.started_at,
-                "missing_grace_seconds": self.missing_grace_seconds,
             },
         )
 
@@ -68,9 +64,7 @@ class RecoveryPointsTrigger(BaseTrigger):
         keys = [ref_key(r) for r in refs]
         clients = AwsClients(self.aws_conn_id)
         while True:
-            in_grace = time.time() - self.started_at < self.missing_grace_seconds
-            found = await statuses_async(clients, refs)
-            progress = evaluate(keys, found, missing_is_pending=in_grace)
+            progress = evaluate(keys, await statuses_async(clients, refs))
             self.log.info("Recovery points: %s", progress.summary())
             if progress.failed:
                 yield TriggerEvent(
