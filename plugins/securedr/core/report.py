@@ -55,11 +55,11 @@ def nightly_report(
         "succeeded": not failed and not failed_tasks and not failed_sets,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
+        "dr_copy_seconds": copy_durations(verifications),
         "verified": len(verifications) - len(failed),
         "failed_verification": [
             f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
         ],
-        "dr_copy_seconds": copy_durations(verifications),
         "incidents": [i for v in verifications for i in v.incidents],
         "file_sets": summarize(file_sets),
         "failed_file_sets": failed_sets,
