@@ -389,7 +389,8 @@ class DrillReportOperator(RestoreStepOperator):
     AWS here (not trusted from the teardown task); the audit trail's hash chain is verified end
     to end; any failed step is named; the JSON record and the HTML report (with the trend across
     the earlier drills stored in the evidence bucket) are written once under Object Lock to
-    ``<prefix>/drills/<plan>/``; the verdict is appended to the audit trail. The task fails with
+    ``<prefix>/drills/<plan>/``; the verdict is appended to the audit trail and the trail's head
+    anchored (signed, write-once). The task fails with
     every reason the drill did not pass, after all of that is written.
     """
 
@@ -469,6 +470,8 @@ class DrillReportOperator(RestoreStepOperator):
             },
             actor=_drill_actor(context),
         )
+        # The verdict is the drill's last entry: anchor the head after it.
+        self.anchor_audit_head(context)
         self.log.info(
             "Drill report: %s\nDrill record: %s\n%s",
             record["report_url"],
