@@ -19,7 +19,8 @@ class PreflightChecksOperator(SecureDrOperator):
     rotated and not pending deletion; EBS snapshot block-public-access is on in every Region; the
     evidence bucket is versioned, Object-Locked, KMS-encrypted and not public; the signing key is
     provisioned and trusted. Every problem found is listed, then the task fails without retrying.
-    Makes read-only calls only. Returns the resolved key ARN per Region.
+    Evidence locked in GOVERNANCE mode (an explicit plan opt-in) is a warning, logged and
+    returned. Makes read-only calls only. Returns the resolved key ARN per Region.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -53,6 +54,11 @@ class PreflightChecksOperator(SecureDrOperator):
             encryption_rules=settings.get("encryption_rules"),
             public_access_block=settings.get("public_access_block"),
         )
+        warnings = checks.evidence_lock_warnings(
+            bucket, plan.evidence_bucket.object_lock_mode, settings.get("object_lock")
+        )
+        for warning in warnings:
+            self.log.warning("Pre-flight warning: %s", warning)
         signing_key_id = None
         try:
             private_pem = self.signing_private_key()
@@ -75,4 +81,4 @@ class PreflightChecksOperator(SecureDrOperator):
                 f"{listing}"
             )
         self.log.info("Pre-flight checks passed for %d Region(s).", len(plan.all_regions))
-        return {"key_arns": key_arns, "signing_key_id": signing_key_id}
+        return {"key_arns": key_arns, "signing_key_id": signing_key_id, "warnings": warnings}
