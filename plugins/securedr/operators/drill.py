@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from securedr.aws import drill_sandbox
 from securedr.aws.evidence import EvidenceExists
 from securedr.aws.filesets import verify_file_set_objects
+from securedr.core.audit import render_report
 from securedr.core.drill import (
     ResourceResult,
     drill_record,
@@ -424,7 +425,8 @@ class DrillReportOperator(RestoreStepOperator):
         failed_tasks = self._failed_tasks(context)
         chain = self.audit_trail.verify(self.trusted_public_keys())
         if not chain.ok:
-            self.log.error("Audit trail verification failed: %s", chain.reason)
+            # Every hidden, deleted or rewritten entry, not only the first break.
+            self.log.error("Audit trail verification failed: %s", render_report(chain))
         measurement = measure(
             results,
             drill_started_at=started,
