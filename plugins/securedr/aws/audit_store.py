@@ -23,7 +23,6 @@ any S3 client object.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import time
@@ -340,9 +339,21 @@ class S3AuditTrail:
             private_key_pem=private_key_pem,
             evidence_prefix=self.evidence_prefix,
         )
-        # Already there: this head is anchored (a retry, or a run that added no entry).
-        with contextlib.suppress(EvidenceExists):
-            self.writer.put(key, canonical_json(document))
+        for attempt in range(MAX_APPEND_ATTEMPTS):
+            try:
+                self.writer.put(key, canonical_json(document))
+                break
+            except EvidenceExists:
+                # 412: already anchored (a retry, or a run that added no entry). A 409
+                # ConditionalRequestConflict also lands here and wrote nothing: retry it.
+                # https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html
+                if self.writer.exists(key):
+                    break
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # noqa: S311 - jitter only
+        else:
+            raise AuditWriteError(
+                f"could not write the audit anchor {key} after {MAX_APPEND_ATTEMPTS} attempts"
+            )
         return Anchor(
             plan=self.plan,
             seq=head.seq,
