@@ -291,3 +291,16 @@ def test_cli_reports_what_it_could_not_check(plan, capsys, tmp_path):
     code = securedr_cli(["audit-verify", "--trusted-keys", str(tmp_path / "missing.pem")])
     assert code == 2
     assert "cannot read the trusted keys" in capsys.readouterr().err
+
+
+def test_anchor_retries_a_conditional_write_conflict(trail, plan, signing_keys):
+    import sandbox.realism as realism
+
+    # Every 2nd conditional write answers 409 ConditionalRequestConflict and writes nothing:
+    # the append is the 1st, the anchor's first try the 2nd.
+    with realism.section("s3", conflict_every=2):
+        _append(trail, signing_keys, 1)
+        anchor = trail.anchor(run_id="manual__test", private_key_pem=signing_keys[0])
+    s3, bucket = _raw(plan)
+    assert s3.head_object(Bucket=bucket, Key=anchor.key)["ContentLength"] > 0
+    assert trail.anchors([signing_keys[1]]).newest.head == anchor.head
