@@ -47,6 +47,9 @@ ISSUER = "SecureDR"
 #: masks the value in task logs).
 SECRET_VARIABLE_PREFIX = "securedr_mfa_secret_"  # noqa: S105 - a name, not a secret
 
+#: What a typed code looks like (the trigger form's check; verify_code re-checks everything).
+MFA_CODE_PATTERN = rf"^ *\d{{3}} *\d{{{TOTP_DIGITS - 3}}} *$"
+
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _CODE_RE = re.compile(rf"^\d{{{TOTP_DIGITS}}}$")
 _SECRET_RE = re.compile(r"^[A-Z2-7]{16,128}$")
