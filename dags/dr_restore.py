@@ -3,7 +3,8 @@
 initiate (validate the request) -> enforce access control (initiator with their MFA code,
 approval by a second person with theirs) -> retrieve the encrypted backup (signed manifest, DR
 copies checked) -> restore (EBS volumes, RDS instances, file sets decrypted and checked against
-the manifest, under the restore role) -> wait -> confirm (checks, RTO/RPO, report, notification). Every decision and action is appended to the audit trail.
+the manifest, under the restore role) -> wait -> confirm (checks, RTO/RPO, report, notification).
+Every decision and action is appended to the audit trail.
 
 Trigger it from the UI ("Trigger DAG" with the form below); approvers answer under "Required
 Actions". Runbook: docs/restore.md.

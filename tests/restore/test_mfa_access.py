@@ -70,9 +70,7 @@ def test_a_stolen_password_without_the_code_gets_nothing_restored(restore_plan, 
     assert [k.split("/")[:2] for k in mfa_store_keys(restore_plan)] == [["alice", "failures"]]
 
 
-def test_the_right_code_passes_and_is_never_logged_returned_or_audited(
-    restore_plan, backup, capfd
-):
+def test_the_right_code_passes_and_is_never_logged_returned_or_audited(restore_plan, backup, capfd):
     code = mfa_code("alice")
     h = Harness(params={"mfa_code": code})
     initiation = h.initiate()
@@ -128,9 +126,7 @@ def test_five_wrong_codes_lock_the_user_out_even_with_the_right_code(restore_pla
     assert restored_volumes(restore_plan) == []
 
 
-def test_a_user_without_an_enrolled_device_is_told_how_to_enrol(
-    restore_plan, backup, monkeypatch
-):
+def test_a_user_without_an_enrolled_device_is_told_how_to_enrol(restore_plan, backup, monkeypatch):
     monkeypatch.delenv("AIRFLOW_VAR_SECUREDR_MFA_SECRET_ALICE")
     h = Harness(params={"mfa_code": "123456"})
     h.initiate()
