@@ -33,12 +33,46 @@ MFA_SECRETS = {
 }
 
 
-def mfa_code(user: str) -> str:
-    """What ``user``'s authenticator app shows right now."""
-    from securedr.core.mfa import code_at
-    from securedr.operators.access import mfa_now
+class MfaClock:
+    """The clock MFA codes are checked against in these tests: real time, plus whatever the
+    test skipped ahead - a person who needs a second code waits for the next step; the tests
+    skip the wait instead."""
 
-    return code_at(MFA_SECRETS[user], mfa_now())
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self.handed_out: dict[str, int] = {}
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def code(self, user: str) -> str:
+        from securedr.core.mfa import TOTP_PERIOD_SECONDS, code_at, time_step
+
+        last = self.handed_out.get(user)
+        if last is not None and time_step(self.now()) <= last:
+            steps = last + 1 - time_step(self.now())
+            self.offset += timedelta(seconds=TOTP_PERIOD_SECONDS * steps)
+        now = self.now()
+        self.handed_out[user] = time_step(now)
+        return code_at(MFA_SECRETS[user], now)
+
+
+MFA_CLOCK = MfaClock()
+
+
+@pytest.fixture(autouse=True)
+def mfa_clock(monkeypatch: pytest.MonkeyPatch) -> MfaClock:
+    """A fresh MFA clock per test, used by the operators' checks."""
+    import securedr.operators.access
+
+    MFA_CLOCK.__init__()
+    monkeypatch.setattr(securedr.operators.access, "mfa_now", MFA_CLOCK.now)
+    return MFA_CLOCK
+
+
+def mfa_code(user: str) -> str:
+    """What ``user``'s authenticator app shows now (never a code already handed out)."""
+    return MFA_CLOCK.code(user)
 
 
 def enrol_mfa(monkeypatch: pytest.MonkeyPatch, users=tuple(MFA_SECRETS)) -> None:
