@@ -18,7 +18,7 @@ codes are never logged, returned (XCom) or audited: only the verdict is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -274,7 +274,7 @@ class RestoreApprovalOperator(MfaCheckMixin, ApprovalOperator):
         self.hitl_summary_extra["params_input"] = params_input
         chosen = list(result["chosen_options"])
         responder = result.get("responded_by_user") or {}
-        name = str(responder.get("name") or "") if isinstance(responder, dict) else ""
+        name = str(responder.get("name") or "") if isinstance(responder, Mapping) else ""
         mfa = None
         if chosen == [APPROVE] and name and name != initiator_of(context):
             plan = self.plan
