@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-from securedr.aws.errors import ServiceClients, chunks, error_code
+from securedr.aws.errors import ServiceClients, chunks, error_code, retry_config
 
 __all__ = ["AwsClients", "chunks", "error_code"]
 
@@ -33,7 +33,14 @@ class AwsClients(ServiceClients):
         self.aws_conn_id = aws_conn_id
 
     def hook(self, service: str, region: str) -> AwsBaseHook:
-        return AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type=service, region_name=region)
+        # The same retry policy for the boto3 client (``.conn``) and the aiobotocore one
+        # (``get_async_conn``): the hook hands ``config`` to both.
+        return AwsBaseHook(
+            aws_conn_id=self.aws_conn_id,
+            client_type=service,
+            region_name=region,
+            config=retry_config(),
+        )
 
     def client(self, service: str, region: str) -> Any:
         key = (self.aws_conn_id, service, region, os.environ.get("AWS_ENDPOINT_URL"))

@@ -1,0 +1,130 @@
+"""The restore role's session outlives STS's one-hour credentials during long tasks."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from sandbox import realism
+from securedr.aws import sts
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/securedr-restore"
+REGION = "us-west-2"
+_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
+
+
+def _access_key(call: realism.Call) -> str:
+    headers = call.params if call.service == "s3" else dict(call.responder.headers)
+    match = _KEY.search(str(headers.get("Authorization", "")))
+    return match.group(1) if match else ""
+
+
+@pytest.fixture
+def expiring_sessions(aws):
+    """Assumed-role credentials stop working DurationSeconds after AssumeRole, on the sandbox
+    clock, answered as STS-backed services do (ExpiredToken). Used until the realism layer's
+    own ``sts`` section is in place; same contract."""
+    expiry: dict[str, datetime] = {}
+    issued: list[str] = []
+
+    def before(call: realism.Call) -> None:
+        key = _access_key(call)
+        if key in expiry and realism.now() >= expiry[key]:
+            raise realism.AWSError(
+                "ExpiredToken", "The security token included in the request is expired", 400
+            )
+
+    def after(call: realism.Call, result):
+        if call.service == "sts" and call.action == "AssumeRole":
+            body = result[2].decode() if isinstance(result[2], bytes) else str(result[2])
+            key = re.search(r"<AccessKeyId>([^<]+)</AccessKeyId>", body)
+            if key:
+                duration = int(call.param("DurationSeconds", 3600))
+                expiry[key.group(1)] = realism.now() + timedelta(seconds=duration)
+                issued.append(key.group(1))
+        return result
+
+    realism.behaviour("test-sts-expiry", before=before, after=after)
+    realism.configure("test-sts-expiry")
+    yield issued
+    realism.disable("test-sts-expiry")
+
+
+def _assume(duration: int = 900) -> sts.AssumedRoleClients:
+    return sts.assume_role(
+        boto3.client("sts", region_name=REGION),
+        role_arn=ROLE_ARN,
+        external_id="external-id-1",
+        external_id_variable="securedr_restore_external_id",
+        session="securedr-restore-test",
+        duration_seconds=duration,
+    )
+
+
+def test_a_long_task_keeps_working_after_the_session_expires(expiring_sessions):
+    clients = _assume(duration=3600)
+    ec2 = clients.ec2(REGION)
+    ec2.describe_volumes()
+    assert len(expiring_sessions) == 1
+
+    realism.advance(3 * 3600)  # a file-set restore that runs for three hours
+    ec2.describe_volumes()
+    clients.s3(REGION).list_buckets()
+    assert len(expiring_sessions) == 2, "the role was not assumed again"
+
+    realism.advance(3 * 3600)
+    ec2.describe_volumes()
+    assert len(expiring_sessions) == 3
+
+
+def test_without_renewal_the_sandbox_refuses_expired_credentials(expiring_sessions):
+    """The sandbox behaviour the test above relies on: expired credentials are refused."""
+    first = _assume(duration=3600)
+    frozen = first._credentials.get_frozen_credentials()
+    static = sts.AssumedRoleClients(
+        {
+            "AccessKeyId": frozen.access_key,
+            "SecretAccessKey": frozen.secret_key,
+            "SessionToken": frozen.token,
+            "Expiration": datetime.now(UTC) + timedelta(hours=1),
+        },
+        role_arn=ROLE_ARN,
+        session_name="securedr-restore-test",
+    )
+    realism.advance(3601)
+    with pytest.raises(ClientError, match="ExpiredToken"):
+        static.ec2(REGION).describe_volumes()
+
+
+def test_credentials_close_to_expiry_are_renewed_before_the_call(aws):
+    renewals: list[int] = []
+    fresh = {
+        "AccessKeyId": "ASIARENEWED000000001",
+        "SecretAccessKey": "secret",
+        "SessionToken": "token",
+        "Expiration": datetime.now(UTC) + timedelta(hours=1),
+    }
+
+    def renew():
+        renewals.append(1)
+        return fresh
+
+    clients = sts.AssumedRoleClients(
+        {
+            "AccessKeyId": "ASIAOLD0000000000001",
+            "SecretAccessKey": "secret",
+            "SessionToken": "token",
+            "Expiration": datetime.now(UTC) + timedelta(minutes=5),
+        },
+        role_arn=ROLE_ARN,
+        session_name="securedr-restore-test",
+        renew=renew,
+    )
+    clients.ec2(REGION).describe_volumes()
+    assert renewals == [1]
+    assert clients.expiration == fresh["Expiration"]
+    assert not clients.expires_within(600)
