@@ -22,7 +22,7 @@ def retry_config() -> Any:
     """
     from botocore.config import Config
 
-    return Config(retries={"mode": RETRY_MODE, "max_attempts": MAX_ATTEMPTS})
+    return Config(retries={"mode": RETRY_MODE, "total_max_attempts": MAX_ATTEMPTS})
 
 
 def error_code(exc: BaseException) -> str:
