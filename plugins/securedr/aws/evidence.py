@@ -7,7 +7,9 @@ quietly replace or delete it while the retention lasts.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from securedr.aws.errors import error_code
@@ -84,6 +86,53 @@ class EvidenceStore:
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
+
+
+class AwsTimeUnavailable(Exception):
+    """AWS's current time could not be read; the message says why."""
+
+
+def aws_time(s3: Any, bucket: str) -> datetime:
+    """AWS's clock now: the ``Date`` header of a HeadBucket on ``bucket``.
+
+    S3 stamps every response with "the date and time Amazon S3 responded"
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonResponseHeaders.html), read
+    fresh over TLS at the moment it is needed, so neither a forged local clock nor a long night
+    (copies that took hours) can move it. Raises
+    :class:`AwsTimeUnavailable` when the call fails or the header is missing or malformed.
+    """
+    try:
+        response = s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        raise AwsTimeUnavailable(
+            f"HeadBucket on s3://{bucket} failed ({error_code(exc) or type(exc).__name__})"
+        ) from None
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    moment = _parse_date(str(headers.get("date") or ""))
+    if moment is None:
+        raise AwsTimeUnavailable(f"HeadBucket on s3://{bucket} answered no usable Date header")
+    return moment
+
+
+#: Repeated headers reach botocore joined by ", "; an HTTP date itself ends in "GMT".
+_DATE_SEPARATOR = re.compile(r"(?<=GMT),\s*")
+
+
+def _parse_date(value: str) -> datetime | None:
+    """The instant in an HTTP ``Date`` header, or ``None`` if absent, malformed or ambiguous
+    (several values more than a second apart: a proxy answered, not S3 alone)."""
+    moments = []
+    for part in _DATE_SEPARATOR.split(value.strip()) if value.strip() else []:
+        try:
+            moment = parsedate_to_datetime(part)
+        except (TypeError, ValueError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        moments.append(moment.astimezone(UTC))
+    if not moments or max(moments) - min(moments) > timedelta(seconds=1):
+        return None
+    return max(moments)
 
 
 def bucket_settings(s3: Any, bucket: str) -> dict[str, Any]:
