@@ -233,3 +233,32 @@ def test_locked_snapshots_are_never_attempted(history, plan, ctx):
     # The locked copy still counts as one of the verified copies kept: the 20-day copy
     # stays only for the minimum, so nothing below min_copies is ever deleted.
     assert good[20] in _existing()
+
+
+def test_a_refusal_fails_the_run_after_the_report_is_written(history, plan, ctx):
+    from securedr.operators.report import NightlyReportOperator
+
+    good = history["good"]
+    in_use = f"The snapshot {good[40]} is currently in use by ami-0123456789abcdef0"
+    _record_deletions({good[40]: ("InvalidSnapshot.InUse", in_use)})
+    retention = ApplyRetentionOperator(task_id="apply_retention").execute(ctx)
+
+    class TI:
+        def get_task_states(self, dag_id, run_ids):
+            return {run_ids[0]: {"apply_retention": "success"}}
+
+    with pytest.raises(AirflowFailException, match="refused retention deletions") as err:
+        NightlyReportOperator(
+            task_id="report_run", verifications=[], manifest=None, retention=retention
+        ).execute({**ctx, "ti": TI()})
+    assert good[40] in str(err.value) and "InvalidSnapshot.InUse" in str(err.value)
+    s3 = boto3.client("s3", region_name=plan.regions.dr)
+    listed = s3.list_objects_v2(
+        Bucket=plan.evidence_bucket.name,
+        Prefix=f"{plan.evidence_bucket.prefix.strip('/')}/reports/nightly/{plan.name}/",
+    )
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert any(k.endswith(".json") for k in keys), keys
+    stored = next(k for k in keys if k.endswith(".json"))
+    body = s3.get_object(Bucket=plan.evidence_bucket.name, Key=stored)["Body"].read()
+    assert good[40] in body.decode() and "retention_refusals" in body.decode()

@@ -23,8 +23,10 @@ def nightly_report(
     file_sets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The run's record. ``succeeded`` is true only if every copy verified, every file set
-    was backed up completely and no step failed."""
+    was backed up completely, no step failed and AWS refused no retention deletion
+    (``retention_refusals``: what could not be deleted, and AWS's reason)."""
     failed = [v for v in verifications if not v.passed]
+    refusals = [dict(r) for r in (retention or {}).get("retention_refusals") or []]
     failed_sets = failed_file_sets(file_sets)
     points = []
     for v in verifications:
@@ -50,7 +52,7 @@ def nightly_report(
         "started_at": started_at,
         "finished_at": finished_at,
         "duration_seconds": round(duration_seconds, 1),
-        "succeeded": not failed and not failed_tasks and not failed_sets,
+        "succeeded": not failed and not failed_tasks and not failed_sets and not refusals,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
         "verified": len(verifications) - len(failed),
@@ -62,7 +64,17 @@ def nightly_report(
         "failed_file_sets": failed_sets,
         "manifest": dict(manifest) if manifest else None,
         "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
+        "retention_refusals": refusals,
     }
+
+
+def describe_refusal(refusal: Mapping[str, Any]) -> str:
+    """``us-west-2/snap-1 (InvalidSnapshot.InUse: The snapshot ... is in use by ami-...)``."""
+    where = f"{refusal.get('region', '?')}/{refusal.get('copy', '?')}"
+    reason = str(refusal.get("code", "")) + (
+        f": {refusal['message']}" if refusal.get("message") else ""
+    )
+    return f"{where} ({reason})"
 
 
 def render_nightly_text(report: Mapping[str, Any]) -> str:
@@ -125,6 +137,8 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
             f"Retention{mode}: {len(deleted or [])} to delete, {retention.get('kept', 0)} kept "
             f"of {retention.get('considered', 0)} SecureDR snapshots"
         )
+    for refusal in report.get("retention_refusals") or []:
+        lines.append(f"  ! retention could not delete {describe_refusal(refusal)}")
     manifest = report.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")

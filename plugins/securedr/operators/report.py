@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.core.manifest import run_token
 from securedr.core.model import Verification
-from securedr.core.report import nightly_report, render_nightly_text
+from securedr.core.report import describe_refusal, nightly_report, render_nightly_text
 from securedr.operators.base import SecureDrOperator, run_identity
 
 #: Where a local copy of each report goes, besides the evidence bucket.
@@ -22,8 +22,8 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
-    any DR copy failed verification, any file set failed or any earlier step failed, naming
-    them.
+    any DR copy failed verification, any file set failed, any earlier step failed or AWS refused
+    a retention deletion, naming them - always after the report is written.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
@@ -105,6 +105,11 @@ class NightlyReportOperator(SecureDrOperator):
                 reasons.append("file sets failed: " + "; ".join(report["failed_file_sets"]))
             if failed_tasks:
                 reasons.append("steps failed: " + ", ".join(failed_tasks))
+            if report["retention_refusals"]:
+                reasons.append(
+                    "AWS refused retention deletions (kept): "
+                    + "; ".join(describe_refusal(r) for r in report["retention_refusals"])
+                )
             raise AirflowFailException("Nightly backup failed - " + "; ".join(reasons))
         return report
 
