@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from securedr.aws.errors import error_code
+from securedr.aws.s3_writes import AlreadyWritten, write_once
 
 
 class EvidenceExists(Exception):
@@ -44,10 +45,14 @@ class EvidenceStore:
         return f"s3://{self.bucket}/{key}"
 
     def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
-        """Write ``body`` once at ``key``; raise :class:`EvidenceExists` if something is there."""
+        """Write ``body`` once at ``key``; raise :class:`EvidenceExists` if something else is
+        there. A 409 ConditionalRequestConflict is retried; a 412 after which the stored object
+        is byte-for-byte ``body`` (an earlier attempt of this write landed) counts as written.
+        """
         retain_until = datetime.now(UTC) + timedelta(days=self.lock_days)
-        try:
-            self.s3.put_object(
+
+        def write() -> Any:
+            return self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
@@ -59,10 +64,11 @@ class EvidenceStore:
                 IfNoneMatch="*",
                 ChecksumAlgorithm="SHA256",
             )
-        except Exception as exc:
-            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise EvidenceExists(self.url(key)) from None
-            raise
+
+        try:
+            write_once(write, url=self.url(key), confirm=lambda: self.get(key) == body)
+        except AlreadyWritten:
+            raise EvidenceExists(self.url(key)) from None
         return self.url(key)
 
     def get(self, key: str) -> bytes:
