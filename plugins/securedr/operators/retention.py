@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,9 +40,7 @@ def _as_utc(value: Any) -> datetime:
     return datetime.fromisoformat(str(value)).astimezone(UTC)
 
 
-def copy_from_tags(
-    copy_id: str, tags: dict[str, str], created: Any, plan: str, *, locked: bool = False
-) -> Copy | None:
+def copy_from_tags(copy_id: str, tags: dict[str, str], created: Any, plan: str) -> Copy | None:
     """A retention candidate, or ``None`` if the snapshot is not this plan's to manage."""
     location = LOCATION_OF_ROLE.get(tags.get(TAG_ROLE, ""))
     if tags.get(TAG_PLAN) != plan or location is None or created is None:
@@ -56,7 +55,6 @@ def copy_from_tags(
         created_at=_as_utc(created),
         verified=bool(tags.get(TAG_VERIFIED)),
         managed=tags.get(TAG_MANAGED) == "true",
-        locked=locked,
     )
 
 
@@ -98,25 +96,22 @@ class ApplyRetentionOperator(SecureDrOperator):
         candidates: list[tuple[Copy, str]] = []  # (copy, region)
         for region in plan.all_regions:
             ec2 = self.clients.ec2(region)
-            snapshots = ebs.find_snapshots(ec2, {TAG_MANAGED: "true", TAG_PLAN: plan.name})
             ours = [
-                s
-                for s in snapshots
-                if copy_from_tags(
-                    s["SnapshotId"], tags_to_dict(s.get("Tags")), s.get("StartTime"), plan.name
+                copy
+                for snap in ebs.find_snapshots(ec2, {TAG_MANAGED: "true", TAG_PLAN: plan.name})
+                if (
+                    copy := copy_from_tags(
+                        snap["SnapshotId"],
+                        tags_to_dict(snap.get("Tags")),
+                        snap.get("StartTime"),
+                        plan.name,
+                    )
                 )
             ]
-            locked = ebs.locked_snapshots(ec2, [s["SnapshotId"] for s in ours]) if ours else {}
-            for snap in ours:
-                copy = copy_from_tags(
-                    snap["SnapshotId"],
-                    tags_to_dict(snap.get("Tags")),
-                    snap.get("StartTime"),
-                    plan.name,
-                    locked=snap["SnapshotId"] in locked,
-                )
-                if copy:
-                    candidates.append((copy, region))
+            locked = ebs.locked_snapshots(ec2, [c.copy_id for c in ours]) if ours else {}
+            candidates.extend(
+                (replace(c, locked=True) if c.copy_id in locked else c, region) for c in ours
+            )
             if "rds" in plan.selection.resource_types:
                 for snap in rds.list_manual_snapshots(self.clients.rds(region)):
                     copy = copy_from_tags(
