@@ -262,3 +262,19 @@ def test_a_refusal_fails_the_run_after_the_report_is_written(history, plan, ctx)
     stored = next(k for k in keys if k.endswith(".json"))
     body = s3.get_object(Bucket=plan.evidence_bucket.name, Key=stored)["Body"].read()
     assert good[40] in body.decode() and "retention_refusals" in body.decode()
+
+
+def test_unreadable_snapshot_locks_delete_nothing(history, plan, ctx):
+    before = _existing()
+
+    def before_hook(call: realism.Call) -> None:
+        if call.action == "DescribeLockedSnapshots":
+            raise realism.AWSError(
+                "UnauthorizedOperation", "You are not authorized to perform this operation.", 403
+            )
+
+    realism.behaviour("test-no-locks", before=before_hook)
+    realism.configure("test-no-locks")
+    with pytest.raises(AirflowFailException, match="ec2:DescribeLockedSnapshots"):
+        ApplyRetentionOperator(task_id="retention").execute(ctx)
+    assert _existing() == before

@@ -108,7 +108,7 @@ class ApplyRetentionOperator(SecureDrOperator):
                     )
                 )
             ]
-            locked = ebs.locked_snapshots(ec2, [c.copy_id for c in ours]) if ours else {}
+            locked = self._locks(ec2, region, [c.copy_id for c in ours]) if ours else {}
             candidates.extend(
                 (replace(c, locked=True) if c.copy_id in locked else c, region) for c in ours
             )
@@ -123,6 +123,17 @@ class ApplyRetentionOperator(SecureDrOperator):
                     if copy:
                         candidates.append((copy, region))
         return candidates
+
+    def _locks(self, ec2: Any, region: str, snapshot_ids: list[str]) -> dict[str, str]:
+        try:
+            return ebs.locked_snapshots(ec2, snapshot_ids)
+        except (ClientError, BotoCoreError) as exc:
+            raise AirflowFailException(
+                f"Retention refused, nothing deleted: the snapshot locks in {region} could not "
+                f"be read ({error_code(exc) or type(exc).__name__}); locked snapshots must never "
+                "be attempted. Grant the Airflow identity ec2:DescribeLockedSnapshots "
+                "(include/iam/securedr-backup-policy.json)."
+            ) from None
 
     def _trusted_time(self) -> datetime:
         bucket = self.plan.evidence_bucket.name
