@@ -128,3 +128,18 @@ def test_credentials_close_to_expiry_are_renewed_before_the_call(aws):
     assert renewals == [1]
     assert clients.expiration == fresh["Expiration"]
     assert not clients.expires_within(600)
+
+
+def test_a_trigger_keeps_polling_after_the_session_expires(expiring_sessions):
+    import asyncio
+
+    clients = _assume(duration=3600)
+
+    async def poll() -> None:
+        async with clients.async_client("ec2", REGION) as ec2:
+            await ec2.describe_volumes()
+            realism.advance(2 * 3600)  # a restore that waits two hours for its volumes
+            await ec2.describe_volumes()
+
+    asyncio.run(poll())
+    assert len(expiring_sessions) == 2, "the role was not assumed again"

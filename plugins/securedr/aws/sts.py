@@ -89,7 +89,8 @@ class _RenewableCredentials(RefreshableCredentials):
     """botocore's refreshable credentials, plus a way to renew now (AWS said they expired)."""
 
     def renew_now(self) -> None:
-        self._protected_refresh(is_mandatory=True)
+        with self._refresh_lock:  # _protected_refresh expects the lock held
+            self._protected_refresh(is_mandatory=True)
 
 
 def _expired(response: Any) -> bool:
@@ -189,9 +190,13 @@ class AssumedRoleClients(ServiceClients):
 
             return await sync_to_async(self._fetch)()
 
+        class Renewable(AioRefreshableCredentials):
+            async def renew_now(self) -> None:
+                async with self._refresh_lock:
+                    await self._protected_refresh(is_mandatory=True)
+
         frozen = self._credentials.get_frozen_credentials()
-        session = get_session()
-        session._credentials = AioRefreshableCredentials.create_from_metadata(
+        credentials = Renewable.create_from_metadata(
             metadata={
                 "access_key": frozen.access_key,
                 "secret_key": frozen.secret_key,
@@ -201,9 +206,25 @@ class AssumedRoleClients(ServiceClients):
             refresh_using=fetch,
             method="securedr-assume-role",
         )
+
+        async def on_needs_retry(
+            response: Any = None, request_dict: Any = None, **_: Any
+        ) -> int | None:
+            if self._renew is None or not _expired(response):
+                return None
+            context = (request_dict or {}).setdefault("context", {})
+            if context.get("securedr_renewed"):
+                return None
+            context["securedr_renewed"] = True
+            await credentials.renew_now()
+            return 0
+
+        session = get_session()
+        session._credentials = credentials
         async with session.create_client(
             service, region_name=region, config=retry_config()
         ) as client:
+            client.meta.events.register("needs-retry", on_needs_retry)
             yield client
 
 
