@@ -18,7 +18,7 @@ from pathlib import Path
 
 from moto.server import ThreadedMotoServer
 
-from sandbox import moto_ext, realism, snapshot_locks
+from sandbox import moto_ext, realism
 
 
 def free_port() -> int:
@@ -42,7 +42,6 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
 def start(port: int | None = None, host: str = "127.0.0.1") -> tuple[ThreadedMotoServer, str]:
     """Start moto in this process (loopback unless told otherwise); return it and its URL."""
     moto_ext.install()
-    snapshot_locks.install()  # after moto_ext: a fuller implementation there takes precedence
     realism.install()
     realism.configure_from_env()  # $SECUREDR_SANDBOX_REALISM: a profile name, off, or JSON
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
