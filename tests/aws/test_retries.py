@@ -116,40 +116,45 @@ def no_backoff_sleep(monkeypatch):
     return delays
 
 
-def _burst(service: str, count: int, code: str, message: str, status: int) -> list[str]:
-    seen: list[str] = []
-
-    def before(call: realism.Call) -> None:
-        if call.service == service:
-            seen.append(call.action)
-            if len(seen) <= count:
-                raise realism.AWSError(code, message, status)
-
-    realism.behaviour("test-burst", before=before)
-    realism.configure("test-burst")
-    return seen
+def _retries(response: dict) -> int:
+    return int(response["ResponseMetadata"]["RetryAttempts"])
 
 
 def test_a_throttling_burst_is_ridden_out(aws, no_backoff_sleep):
-    # Six refusals in a row: botocore's legacy default (5 attempts) would give up.
-    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/throttling.html
-    seen = _burst("ec2", 6, "RequestLimitExceeded", "Request limit exceeded.", 503)
-    AwsClients().ec2(REGION).describe_volumes()
-    assert len(seen) == 7
+    # The sandbox's throttle section: the 2nd EC2 call starts a burst of 6 refusals
+    # (RequestLimitExceeded, 503). botocore's legacy default (5 attempts) would give up.
+    realism.configure("throttle", services=["ec2"], every=2, burst=6)
+    ec2 = AwsClients().ec2(REGION)
+    ec2.describe_volumes()
+    assert _retries(ec2.describe_volumes()) == 6
     assert len(no_backoff_sleep) == 6 and all(d >= 0 for d in no_backoff_sleep)
 
 
+def test_an_s3_internal_error_burst_is_ridden_out(aws, no_backoff_sleep):
+    realism.configure("throttle", services=["s3"], every=2, burst=6, error="internal")
+    s3 = AwsClients().s3(REGION)
+    s3.list_buckets()
+    assert _retries(s3.list_buckets()) == 6
+
+
 def test_an_s3_slowdown_burst_is_ridden_out(aws, no_backoff_sleep):
-    # https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html (SlowDown, 503)
-    seen = _burst("s3", 6, "SlowDown", "Please reduce your request rate.", 503)
-    AwsClients().s3(REGION).list_buckets()
-    assert len(seen) == 7
+    realism.configure("throttle", services=["s3"], every=2, burst=6)
+    s3 = AwsClients().s3(REGION)
+    s3.list_buckets()
+    assert _retries(s3.list_buckets()) == 6
+
+
+def test_restore_role_clients_ride_out_rds_throttling(aws, no_backoff_sleep):
+    realism.configure("throttle", services=["rds"], every=2, burst=6)
+    rds = _assumed().rds(REGION)
+    rds.describe_db_instances()
+    assert _retries(rds.describe_db_instances()) == 6
 
 
 def test_retries_are_bounded(aws, no_backoff_sleep):
     from botocore.exceptions import ClientError
 
-    seen = _burst("ec2", 1000, "RequestLimitExceeded", "Request limit exceeded.", 503)
-    with pytest.raises(ClientError, match="RequestLimitExceeded"):
+    realism.configure("throttle", services=["ec2"], every=1, burst=1000)
+    with pytest.raises(ClientError, match="RequestLimitExceeded") as err:
         AwsClients().ec2(REGION).describe_volumes()
-    assert len(seen) == MAX_ATTEMPTS
+    assert _retries(err.value.response) == MAX_ATTEMPTS - 1

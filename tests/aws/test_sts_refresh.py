@@ -14,44 +14,26 @@ from securedr.aws import sts
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/securedr-restore"
 REGION = "us-west-2"
-_KEY = re.compile(r"Credential=([A-Z0-9]+)/")
-
-
-def _access_key(call: realism.Call) -> str:
-    headers = call.params if call.service == "s3" else dict(call.responder.headers)
-    match = _KEY.search(str(headers.get("Authorization", "")))
-    return match.group(1) if match else ""
 
 
 @pytest.fixture
 def expiring_sessions(aws):
-    """Assumed-role credentials stop working DurationSeconds after AssumeRole, on the sandbox
-    clock, answered as STS-backed services do (ExpiredToken). Used until the realism layer's
-    own ``sts`` section is in place; same contract."""
-    expiry: dict[str, datetime] = {}
+    """The sandbox's ``sts`` section on: assumed-role credentials are refused (ExpiredToken)
+    DurationSeconds after AssumeRole, on the sandbox clock. Yields the access keys issued."""
     issued: list[str] = []
-
-    def before(call: realism.Call) -> None:
-        key = _access_key(call)
-        if key in expiry and realism.now() >= expiry[key]:
-            raise realism.AWSError(
-                "ExpiredToken", "The security token included in the request is expired", 400
-            )
 
     def after(call: realism.Call, result):
         if call.service == "sts" and call.action == "AssumeRole":
             body = result[2].decode() if isinstance(result[2], bytes) else str(result[2])
             key = re.search(r"<AccessKeyId>([^<]+)</AccessKeyId>", body)
             if key:
-                duration = int(call.param("DurationSeconds", 3600))
-                expiry[key.group(1)] = realism.now() + timedelta(seconds=duration)
                 issued.append(key.group(1))
         return result
 
-    realism.behaviour("test-sts-expiry", before=before, after=after)
-    realism.configure("test-sts-expiry")
+    realism.configure("sts")
+    realism.behaviour("test-assume-count", after=after)
+    realism.configure("test-assume-count")
     yield issued
-    realism.disable("test-sts-expiry")
 
 
 def _assume(duration: int = 900) -> sts.AssumedRoleClients:

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from sandbox import realism, snapshot_locks
+from sandbox import realism
 from securedr.core.model import lineage_tags
 from securedr.operators.retention import ApplyRetentionOperator
 from tests.operators.helpers import ec2_backend
@@ -185,27 +185,28 @@ def _record_deletions(refuse: dict[str, tuple[str, str]] | None = None) -> list[
     return attempted
 
 
+def _register_ami(snapshot_id: str) -> str:
+    return boto3.client("ec2", region_name=DR).register_image(
+        Name=f"ami-from-{snapshot_id}",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
+    )["ImageId"]
+
+
 def test_a_refused_deletion_is_reported_and_the_others_proceed(history, plan, ctx):
     good = history["good"]
-    # https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
-    # (InvalidSnapshot.InUse: a registered AMI uses the snapshot)
-    in_use = f"The snapshot {good[40]} is currently in use by ami-0123456789abcdef0"
-    attempted = _record_deletions({good[40]: ("InvalidSnapshot.InUse", in_use)})
+    # The sandbox's refusals section: DeleteSnapshot of a snapshot a registered AMI uses answers
+    # InvalidSnapshot.InUse, as AWS does. The 30-day copy is the first one retention tries.
+    realism.configure("refusals", ami_in_use=True)
+    ami = _register_ami(good[30])
     result = ApplyRetentionOperator(task_id="retention").execute(ctx)
     remaining = _existing()
-    assert set(attempted) == {good[30], good[40]}
-    assert good[30] not in remaining and good[40] in remaining
-    assert result["deleted"] == [f"{DR}/{good[30]}"]
-    assert result["retention_refusals"] == [
-        {
-            "copy": good[40],
-            "kind": "ebs",
-            "region": DR,
-            "source": "us-east-1/vol-good",
-            "code": "InvalidSnapshot.InUse",
-            "message": in_use,
-        }
-    ]
+    assert good[30] in remaining and good[40] not in remaining
+    assert result["deleted"] == [f"{DR}/{good[40]}"]
+    [refusal] = result["retention_refusals"]
+    assert refusal["copy"] == good[30] and refusal["region"] == DR
+    assert refusal["code"] == "InvalidSnapshot.InUse" and ami in refusal["message"]
+    assert refusal["source"] == "us-east-1/vol-good" and refusal["kind"] == "ebs"
 
 
 def test_a_snapshot_already_gone_is_not_a_refusal(history, plan, ctx):
@@ -221,12 +222,14 @@ def test_a_snapshot_already_gone_is_not_a_refusal(history, plan, ctx):
 
 def test_locked_snapshots_are_never_attempted(history, plan, ctx):
     good = history["good"]
-    snapshot_locks.lock(good[40], state="compliance")
-    snapshot_locks.lock(good[30], state="expired")  # an expired lock no longer protects
+    ec2 = boto3.client("ec2", region_name=DR)
+    ec2.lock_snapshot(SnapshotId=good[40], LockMode="compliance", LockDuration=30)
+    ec2.lock_snapshot(SnapshotId=good[30], LockMode="governance", LockDuration=1)
+    realism.advance(2 * 86400)  # good[30]'s lock has expired: it no longer protects
     attempted = _record_deletions()
     result = ApplyRetentionOperator(task_id="retention").execute(ctx)
     assert attempted == [good[30]]
-    assert good[40] in _existing()
+    assert good[40] in _existing() and good[30] not in _existing()
     assert result["locked"] == [good[40]]
     reasons = {d["copy"]: d["reason"] for d in result["decisions"]}
     assert "locked" in reasons[good[40]]
@@ -239,8 +242,8 @@ def test_a_refusal_fails_the_run_after_the_report_is_written(history, plan, ctx)
     from securedr.operators.report import NightlyReportOperator
 
     good = history["good"]
-    in_use = f"The snapshot {good[40]} is currently in use by ami-0123456789abcdef0"
-    _record_deletions({good[40]: ("InvalidSnapshot.InUse", in_use)})
+    realism.configure("refusals", ami_in_use=True)
+    _register_ami(good[40])
     retention = ApplyRetentionOperator(task_id="apply_retention").execute(ctx)
 
     class TI:
