@@ -14,6 +14,7 @@ from tests.dagrun import run_dag
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
+@pytest.mark.realism("e2e")
 def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan, signing_keys):
     result = run_dag("dr_nightly_backup")
     assert result.state == "success", result.states
