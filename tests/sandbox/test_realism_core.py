@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from sandbox import realism
 
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 def client(service: str, url: str):
