@@ -56,6 +56,10 @@ def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan, sign
         for entry in file_set["files"]:
             assert len(entry["sha256"]) == 64 and entry["file_id"] and entry["version_id"]
 
+    # The report says how long tonight's copies took (the demo prints it).
+    copy_time = result.xcom("report_run")["dr_copy_seconds"]
+    assert copy_time["count"] + copy_time["unknown"] == 3
+
     retention = result.xcom("apply_retention")
     assert retention["considered"] == 6  # 3 recovery points + 3 DR copies, all kept
     assert retention["deleted"] == []
