@@ -36,3 +36,51 @@ class ServiceClients:
 
     def sns(self, region: str) -> Any:
         return self.client("sns", region)
+
+
+#: Values one EC2 describe filter accepts. AWS answers ``FilterLimitExceeded`` ("The maximum
+#: number of filter values specified on a single call is 200") beyond this.
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html
+EC2_FILTER_VALUES = 200
+#: Explicit page sizes (MaxResults / MaxRecords), each the largest the action accepts, so a large
+#: estate costs few calls and no call depends on a service-side default page size.
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeVolumes.html (5-500)
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeSnapshots.html (5-1000)
+#: https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBInstances.html (20-100)
+PAGE_SIZES = {
+    "describe_volumes": 500,
+    "describe_snapshots": 1000,
+    "describe_vpcs": 1000,
+    "describe_subnets": 1000,
+    "describe_security_groups": 1000,
+    "describe_network_interfaces": 1000,
+    "describe_internet_gateways": 1000,
+    "describe_nat_gateways": 1000,
+    "describe_db_instances": 100,
+    "describe_db_snapshots": 100,
+    "describe_db_subnet_groups": 100,
+}
+
+
+def page_config(operation: str) -> dict[str, Any]:
+    """``PaginationConfig`` with the explicit page size for ``operation``."""
+    return {"PageSize": PAGE_SIZES[operation]}
+
+
+def describe_all(
+    client: Any,
+    operation: str,
+    key: str,
+    filters: list[dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """Every item of a paginated describe, page by page with an explicit page size."""
+    if filters is not None:
+        kwargs["Filters"] = filters
+    items: list[dict[str, Any]] = []
+    pages = client.get_paginator(operation).paginate(
+        **kwargs, PaginationConfig=page_config(operation)
+    )
+    for page in pages:
+        items.extend(page.get(key, []))
+    return items

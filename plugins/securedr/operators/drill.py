@@ -180,6 +180,11 @@ class CreateDrillSandboxOperator(_SandboxStep):
                 details={"error": str(exc)[:500], "cleaned_up": cleanup.deleted},
                 actor=_drill_actor(context),
             )
+            if isinstance(
+                exc, (drill_sandbox.SandboxQuotaExceeded, drill_sandbox.SandboxZonesUnavailable)
+            ):
+                # A retry would meet the same quota: fail now with what to do.
+                raise AirflowFailException(str(exc)) from exc
             raise
         self.audit(
             context,
