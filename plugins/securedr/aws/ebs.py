@@ -35,6 +35,9 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
                     size_gib=int(volume.get("Size", 0)),
                     encrypted=bool(volume.get("Encrypted")),
                     kms_key_id=volume.get("KmsKeyId"),
+                    volume_type=volume.get("VolumeType"),
+                    iops=volume.get("Iops"),
+                    throughput=volume.get("Throughput"),
                 )
             )
     return found

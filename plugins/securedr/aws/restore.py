@@ -74,15 +74,22 @@ def create_volume(
     kms_key_arn: str,
     tags: dict[str, str],
     client_token: str,
+    performance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Start restoring ``snapshot_id``: always encrypted, under exactly ``kms_key_arn``."""
+    """Start restoring ``snapshot_id``: always encrypted, under exactly ``kms_key_arn``.
+
+    ``performance`` is CreateVolume's ``VolumeType`` / ``Iops`` / ``Throughput``
+    (:func:`securedr.core.restore.volume_performance`); without it, gp3. The client token makes
+    a retried call return the volume the first call created instead of a second one.
+    https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html
+    """
     return dict(
         ec2.create_volume(
             SnapshotId=snapshot_id,
             AvailabilityZone=availability_zone,
             Encrypted=True,
             KmsKeyId=kms_key_arn,
-            VolumeType="gp3",
+            **(performance or {"VolumeType": "gp3"}),
             ClientToken=client_token,
             TagSpecifications=[{"ResourceType": "volume", "Tags": dict_to_tags(tags)}],
         )

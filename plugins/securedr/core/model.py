@@ -67,6 +67,10 @@ class Resource(_Record):
     encrypted: bool
     kms_key_id: str | None = None
     engine: str | None = None
+    # EBS performance of the source volume, so a restore can give it back (None: unknown).
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,12 @@ class RecoveryPoint(_Record):
     dr_kms_key_arn: str | None = None
     dr_created_at: str | None = None
     reused: bool = False
+    # EBS performance of the source volume at backup time (None for RDS and for points recorded
+    # before these were kept): a restore creates the volume with the same type, IOPS and
+    # throughput. Optional with defaults so older XComs and manifests still load.
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None
 
     @property
     def source_ref(self) -> SnapshotRef:

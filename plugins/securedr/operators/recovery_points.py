@@ -157,6 +157,9 @@ class CreateRecoveryPointsOperator(SecureDrOperator):
                     run_id=run_id,
                     created_at=_iso(snap.get("StartTime")),
                     reused=reused,
+                    volume_type=volume.volume_type,
+                    iops=volume.iops,
+                    throughput=volume.throughput,
                 )
             )
         return points
