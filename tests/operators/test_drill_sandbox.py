@@ -256,8 +256,9 @@ def test_a_full_vpc_quota_says_which_quota_and_what_to_do(aws):
 
 def test_a_new_security_group_not_yet_visible_is_waited_for(aws, monkeypatch):
     from sandbox import realism
+    from securedr.aws import errors
 
-    monkeypatch.setattr(drill_sandbox, "NOT_FOUND_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(errors, "NOT_FOUND_POLL_SECONDS", 0.05)
     hidden = {"left": 3}
 
     def before(call):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from securedr.aws.errors import EC2_FILTER_VALUES as FILTER_VALUES
-from securedr.aws.errors import chunks, describe_all, error_code
+from securedr.aws.errors import chunks, describe_all, error_code, until_visible
 from securedr.core.model import TAG_MANAGED, TAG_PLAN, dict_to_tags, tags_to_dict
 
 TAG_DRILL = "securedr:drill"
@@ -60,41 +60,12 @@ def db_subnet_group_name(drill_id: str) -> str:
     return f"securedr-drill-{drill_id}"
 
 
-#: How long "not found" right after a create means "not visible yet" rather than "gone". EC2's
-#: API is eventually consistent: describe with backoff "up to a few minutes".
-#: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
-NOT_FOUND_GRACE_SECONDS = 300.0
-NOT_FOUND_POLL_SECONDS = 1.0
-
-
 class SandboxQuotaExceeded(RuntimeError):
     """The DR Region has no room for the drill's VPC (AWS's VPCs-per-Region quota)."""
 
 
 class SandboxZonesUnavailable(RuntimeError):
     """The DR Region has fewer than two available Availability Zones for the drill."""
-
-
-def until_visible(
-    call: Any,
-    codes: tuple[str, ...],
-    *,
-    grace: float = NOT_FOUND_GRACE_SECONDS,
-    poll: float = NOT_FOUND_POLL_SECONDS,
-) -> Any:
-    """``call()``, retried with backoff while AWS answers one of ``codes`` (a "not found" of a
-    resource just created) for up to ``grace`` seconds; then the last answer is raised."""
-    deadline = time.monotonic() + grace
-    delay = poll
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            remaining = deadline - time.monotonic()
-            if error_code(exc) not in codes or remaining <= 0:
-                raise
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 30.0)
 
 
 def sandbox_zones(ec2: Any, count: int = len(SUBNET_CIDRS)) -> list[str]:

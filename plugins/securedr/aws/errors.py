@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 
@@ -84,3 +85,41 @@ def describe_all(
     for page in pages:
         items.extend(page.get(key, []))
     return items
+
+
+#: How long "not found" right after a create means "not visible yet" rather than "gone". AWS's
+#: EC2 API is eventually consistent: describe with backoff "up to a few minutes" after a create.
+#: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
+NOT_FOUND_GRACE_SECONDS = 300.0
+NOT_FOUND_POLL_SECONDS = 1.0
+NOT_FOUND_MAX_POLL_SECONDS = 30.0
+
+
+def until_visible(
+    call: Any,
+    codes: tuple[str, ...] = (),
+    *,
+    missing: Any = None,
+    grace: float | None = None,
+    poll: float | None = None,
+) -> Any:
+    """``call()``, retried with exponential backoff for up to ``grace`` seconds while AWS
+    answers one of ``codes`` or ``missing(result)`` is true (a resource just created that a
+    describe does not show yet). Afterwards the last error is raised / the last result returned.
+    """
+    grace = NOT_FOUND_GRACE_SECONDS if grace is None else grace
+    delay = NOT_FOUND_POLL_SECONDS if poll is None else poll
+    deadline = time.monotonic() + grace
+    while True:
+        try:
+            result = call()
+        except Exception as exc:
+            remaining = deadline - time.monotonic()
+            if error_code(exc) not in codes or remaining <= 0:
+                raise
+        else:
+            remaining = deadline - time.monotonic()
+            if missing is None or not missing(result) or remaining <= 0:
+                return result
+        time.sleep(max(0.0, min(delay, remaining)))
+        delay = min(delay * 2, NOT_FOUND_MAX_POLL_SECONDS)

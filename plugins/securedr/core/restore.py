@@ -375,6 +375,39 @@ def db_state(db: Mapping[str, Any] | None) -> tuple[str, str]:
     return "pending", f"status {state}"
 
 
+#: How long after its creation was requested a restored resource that describes do not show is
+#: taken as "not visible yet" (pending) rather than "gone" (failed). EC2 and RDS describes are
+#: eventually consistent; AWS advises retrying with backoff up to a few minutes.
+#: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
+NOT_FOUND_GRACE_SECONDS = 300.0
+
+
+def restored_state(
+    kind: str,
+    found: Mapping[str, Any] | None,
+    *,
+    requested_at: str | None = None,
+    now: datetime | None = None,
+    grace_seconds: float = NOT_FOUND_GRACE_SECONDS,
+) -> tuple[str, str]:
+    """:func:`volume_state` / :func:`db_state`, except that a resource missing from describes
+    within ``grace_seconds`` of ``requested_at`` (ISO time its creation was requested) is
+    pending, not failed. Without ``requested_at`` a missing resource fails at once."""
+    if found is None and requested_at:
+        try:
+            requested = datetime.fromisoformat(requested_at)
+        except ValueError:
+            requested = None
+        if requested is not None:
+            age = ((now or datetime.now(requested.tzinfo)) - requested).total_seconds()
+            if age < grace_seconds:
+                return "pending", (
+                    f"not visible yet {age:.0f}s after it was requested (AWS describes are "
+                    f"eventually consistent; failing only after {grace_seconds:.0f}s)"
+                )
+    return volume_state(found) if kind == "ebs" else db_state(found)
+
+
 def restored_problems(
     kind: str,
     found: Mapping[str, Any] | None,
