@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from securedr.aws.errors import page_config
 from securedr.core.audit import (
     GENESIS_HASH,
     AuditEntry,
@@ -97,7 +98,9 @@ class S3AuditTrail:
         """Entry object keys in lexical (= seq) order; foreign objects are included."""
         keys: list[str] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.prefix + "/"
+            Bucket=self.bucket,
+            Prefix=self.prefix + "/",
+            PaginationConfig=page_config("list_objects_v2"),
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)

@@ -60,6 +60,8 @@ PAGE_SIZES = {
     "describe_db_instances": 100,
     "describe_db_snapshots": 100,
     "describe_db_subnet_groups": 100,
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html (MaxKeys <= 1000)
+    "list_objects_v2": 1000,
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from securedr.aws.errors import error_code
+from securedr.aws.errors import error_code, page_config
 
 
 class EvidenceExists(Exception):
@@ -80,7 +80,7 @@ class EvidenceStore:
         keys: list[str] = []
         prefix = self.key(*parts).rstrip("/") + "/"
         for page in self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig=page_config("list_objects_v2")
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
