@@ -234,6 +234,9 @@ class Teardown:
 IN_USE_CODES = ("DependencyViolation", "InvalidDBSubnetGroupStateFault")
 #: Longest pause between two attempts of a deletion that is refused as in use.
 MAX_BACKOFF_SECONDS = 60.0
+#: How long the network part of a teardown waits out lingering interfaces and in-use refusals
+#: (RDS releases a deleted instance's interfaces within minutes) before naming what is left.
+NETWORK_WAIT_SECONDS = 1800.0
 
 
 class _Clock:
@@ -256,7 +259,13 @@ class _Clock:
 
 
 def teardown(
-    ec2: Any, rds: Any, *, drill_id: str, wait_seconds: float = 1800, poll: float = 10
+    ec2: Any,
+    rds: Any,
+    *,
+    drill_id: str,
+    wait_seconds: float = 1800,
+    poll: float = 10,
+    network_wait_seconds: float = NETWORK_WAIT_SECONDS,
 ) -> Teardown:
     """Delete everything tagged with the drill id, in dependency order.
 
@@ -266,8 +275,9 @@ def teardown(
     snapshot (they are copies of a recovery point that still exists) and waited for; then the
     network interfaces RDS placed in the sandbox VPC are waited for (they outlive the instance),
     and the network deletions AWS refuses as still in use (:data:`IN_USE_CODES`) are retried
-    with exponential backoff. Everything shares one deadline, ``wait_seconds`` from the start;
-    what is still refused then is reported in ``errors`` with AWS's answer.
+    with exponential backoff. DB instances are waited for up to ``wait_seconds``; the network
+    part then has one deadline of its own, ``min(wait_seconds, network_wait_seconds)``; what is
+    still refused then is reported in ``errors`` with AWS's answer.
     """
     result = Teardown(deleted=[], errors=[])
     clock = _Clock(wait_seconds, poll)
@@ -317,6 +327,7 @@ def teardown(
             lambda v=volume_id: ec2.delete_volume(VolumeId=v),
             ("InvalidVolume.NotFound",),
         )
+    clock = _Clock(min(wait_seconds, network_wait_seconds), poll)
     vpc_ids = [
         v["VpcId"] for v in describe_all(ec2, "describe_vpcs", "Vpcs", _drill_filter(drill_id))
     ]
