@@ -263,12 +263,14 @@ def test_gov_region_is_accepted() -> None:
     data = valid()
     data["regions"]["dr"] = "us-gov-west-1"
     data["kms_keys"]["us-gov-west-1"] = data["kms_keys"].pop("us-west-2")
+    data["restore"]["availability_zone"] = "us-gov-west-1a"
     assert parse_plan(data).regions.dr == "us-gov-west-1"
 
 
 def test_dr_region_also_a_source(tmp_path: Path) -> None:
     data = valid()
     data["regions"]["dr"] = "eu-west-1"
+    data["restore"]["availability_zone"] = "eu-west-1a"
     error = load_error(tmp_path, data)
     path, message = only_problem(error)
     assert path == "regions"
@@ -315,7 +317,7 @@ def test_aws_managed_key_alias_is_refused(tmp_path: Path, alias: str) -> None:
     data = valid()
     data["kms_keys"]["eu-west-1"] = alias
     error = load_error(tmp_path, data)
-    assert_reported(error, "kms_keys", "eu-west-1", repr(alias), "AWS-managed", "customer-managed")
+    assert_reported(error, "kms_keys.eu-west-1", repr(alias), "AWS-managed", "customer-managed")
 
 
 def test_aws_managed_key_alias_arn_is_refused(tmp_path: Path) -> None:
@@ -323,7 +325,7 @@ def test_aws_managed_key_alias_arn_is_refused(tmp_path: Path) -> None:
     data = valid()
     data["kms_keys"]["eu-west-1"] = "arn:aws:kms:eu-west-1:123456789012:alias/aws/ebs"
     error = load_error(tmp_path, data)
-    assert_reported(error, "kms_keys", "eu-west-1", "AWS-managed")
+    assert_reported(error, "kms_keys.eu-west-1", "AWS-managed")
 
 
 @pytest.mark.parametrize(
@@ -341,16 +343,14 @@ def test_malformed_kms_key(tmp_path: Path, key: str) -> None:
     data = valid()
     data["kms_keys"]["us-west-2"] = key
     error = load_error(tmp_path, data)
-    assert_reported(
-        error, "kms_keys", "us-west-2", "expected a KMS key alias", f"found {key.strip()!r}"
-    )
+    assert_reported(error, "kms_keys.us-west-2", "expected a KMS key alias", f"found {key!r}")
 
 
 def test_kms_key_for_bad_region_name(tmp_path: Path) -> None:
     data = valid()
     data["kms_keys"]["Europe"] = "alias/x"
     error = load_error(tmp_path, data)
-    assert_reported(error, "kms_keys", "expected an AWS Region name", "'Europe'")
+    assert_reported(error, "kms_keys.Europe", "expected an AWS Region name", "'Europe'")
 
 
 @pytest.mark.parametrize(

@@ -1,50 +1,101 @@
 """The DR plan: one YAML file that says what is protected, where copies go and who may recover.
 
-The plan is validated completely when it is loaded. Every problem is reported with the field's
-path, what was expected and what was found, and an invalid plan raises :class:`PlanError` before
-any AWS call is made. Nothing here imports Airflow or boto3.
+The plan is validated completely when it is loaded, in one pass: field types and formats, then
+the rules that relate fields to each other (the DR Region is no source Region, every Region has
+a key in that Region, the restore Availability Zone is in the DR Region, ...), each run even
+when other fields are wrong. Every problem is reported with the field's path, what was expected
+and what was found, and an invalid plan raises :class:`PlanError` before any AWS call is made.
+
+The plan file is untrusted input (see :mod:`securedr.core.plan_yaml` for the size, alias and
+depth limits); messages are bounded and never echo a value that looks like a key or a secret
+(:mod:`securedr.core.redaction`). Nothing here imports Airflow or boto3.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from securedr.core.plan_yaml import (
+    PlanFileError,
+    UndefinedVariableError,
+    expand_variables,
+    parse_plan_yaml,
+    read_plan_text,
+    read_small_text,
+    undefined_variables,
+)
+from securedr.core.redaction import bounded, redact, secret_kind
 
 #: Where the plan is read from unless ``SECUREDR_PLAN`` names another file.
 DEFAULT_PLAN_PATH = Path(__file__).resolve().parents[3] / "include" / "dr_plan.yaml"
 PLAN_ENV_VAR = "SECUREDR_PLAN"
 
 REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+# Key ids are UUIDs, or "mrk-" and 32 hex digits for multi-Region keys, which DR relies on: the
+# replica in the DR Region has the same key id and its own ARN in that Region
+# (https://docs.aws.amazon.com/kms/latest/APIReference/API_MultiRegionKey.html; example ids in
+# https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/kms/aws.sdk.kotlin.services.kms.model/-replicate-key-request/key-id.html).
+_KEY_ID = r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+_ALIAS = r"alias/[A-Za-z0-9/_-]{1,250}"
 KMS_KEY_RE = re.compile(
-    r"^(alias/[A-Za-z0-9/_-]+"
-    r"|arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[0-9a-f-]{36}|alias/[A-Za-z0-9/_-]+)"
-    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+    rf"^({_ALIAS}"
+    rf"|arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{{12}}:(key/{_KEY_ID}|{_ALIAS})"
+    rf"|{_KEY_ID})$"
 )
+#: ``arn:<partition>:iam::<account>:role/<path/name>`` (IAM roles are global: no Region).
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+#: ``arn:<partition>:sns:<region>:<account>:<topic>``; topic names are 1-256 ASCII letters,
+#: digits, underscores and hyphens, and a FIFO topic's name ends in ".fifo" (CreateTopic's Name:
+#: https://docs.aws.amazon.com/sdk-for-kotlin/api/latest/sns/aws.sdk.kotlin.services.sns.model/-create-topic-request/name.html).
+SNS_TOPIC_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:sns:(?P<region>[a-z0-9-]+):\d{12}:"
+    r"([A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)$"
+)
+#: An Availability Zone name is its Region code followed by a letter
+#: (https://docs.aws.amazon.com/global-infrastructure/latest/regions/aws-availability-zones.html).
+AZ_RE = re.compile(r"^(?P<region>[a-z]{2}(-gov)?-[a-z]+-\d)(?P<zone>[a-z])$")
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 USER_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
 
 ResourceType = Literal["ebs", "rds"]
 
 
+#: At most this many problems are listed; the rest are counted.
+MAX_LISTED_PROBLEMS = 50
+
+
 class PlanError(ValueError):
-    """The plan is invalid; ``problems`` lists each one as ``(field path, message)``."""
+    """The plan is invalid; ``problems`` lists each one as ``(field path, message)``.
+
+    Paths and messages are redacted (no key or secret is ever echoed) and bounded in length,
+    and at most :data:`MAX_LISTED_PROBLEMS` are kept, so the error is always small.
+    """
 
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
-        self.problems = problems
+        kept = [(bounded(redact(p), 200), bounded(redact(m))) for p, m in problems]
+        if len(kept) > MAX_LISTED_PROBLEMS:
+            more = len(kept) - MAX_LISTED_PROBLEMS + 1
+            kept = [
+                *kept[: MAX_LISTED_PROBLEMS - 1],
+                ("(more)", f"{more} more problems not listed"),
+            ]
+        self.problems = problems = kept
         lines = "\n".join(f"  - {path}: {message}" for path, message in problems)
         super().__init__(
             f"DR plan {source} is invalid ({len(problems)} problem"
@@ -53,7 +104,20 @@ class PlanError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # strict: YAML's true is no number and 5 is no string; every string must be non-empty.
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, strict=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if value == "":
+            raise ValueError("is empty; give a value (or remove the field if it is optional)")
+        return value
+
+
+#: Validation context that leaves the rules between fields to :func:`_rule_problems`, which
+#: parse_plan runs on the raw data so they are reported even when other fields are wrong.
+_RULES_DEFERRED = "securedr.plan.rules_deferred"
 
 
 class Regions(_Model):
@@ -73,15 +137,6 @@ class Regions(_Model):
     @classmethod
     def _dr(cls, value: str) -> str:
         return _check_region(value)
-
-    @model_validator(mode="after")
-    def _dr_not_a_source(self) -> Regions:
-        if self.dr in self.sources:
-            raise ValueError(
-                f"the DR Region {self.dr!r} is also a source Region; a DR copy must live "
-                "in another Region than the data it protects"
-            )
-        return self
 
 
 class Selection(_Model):
@@ -142,17 +197,6 @@ class Access(_Model):
                 raise ValueError(f"expected user names (letters, digits, _.@+-), found {user!r}")
         return value
 
-    @model_validator(mode="after")
-    def _two_people(self) -> Access:
-        # Every initiator needs somebody else who can approve, or their runs could never start.
-        stuck = [i for i in self.initiators if not set(self.approvers) - {i}]
-        if stuck:
-            raise ValueError(
-                f"initiator(s) {', '.join(stuck)} would have no approver other than themselves; "
-                "add a second approver"
-            )
-        return self
-
 
 class Waits(_Model):
     snapshot_timeout_minutes: int = Field(default=6 * 60, ge=1, le=7 * 24 * 60)
@@ -166,7 +210,9 @@ class Waits(_Model):
 class RestoreTarget(_Model):
     role_arn: str | None = None
     external_id_variable: str = "securedr_restore_external_id"
-    availability_zone: str | None = None
+    availability_zone: str | None = Field(
+        default=None, description="An Availability Zone of the DR Region, e.g. us-west-2a"
+    )
     db_subnet_group: str | None = None
     security_group_ids: list[str] = Field(default_factory=list)
     db_instance_class: str | None = None
@@ -174,6 +220,26 @@ class RestoreTarget(_Model):
         default=None,
         description="Local directory restored file sets are written under (one folder per run)",
     )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN_RE.match(value):
+            raise ValueError(
+                "expected an IAM role ARN like 'arn:aws:iam::123456789012:role/securedr-restore' "
+                f"(the dedicated restore role, see include/iam/), found {_show(value)}"
+            )
+        return value
+
+    @field_validator("availability_zone")
+    @classmethod
+    def _availability_zone(cls, value: str | None) -> str | None:
+        if value is not None and not AZ_RE.match(value):
+            raise ValueError(
+                "expected an Availability Zone name: the DR Region's name and a letter, like "
+                f"'us-west-2a', found {_show(value)}"
+            )
+        return value
 
     def file_set_path(self, base_dir: Path) -> Path | None:
         """``file_set_directory`` with ``$VARS`` and ``~`` expanded, relative to ``base_dir``."""
@@ -184,6 +250,17 @@ class RestoreTarget(_Model):
 
 class Notifications(_Model):
     sns_topic_arn: str | None = None
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        match = SNS_TOPIC_ARN_RE.match(value) if value is not None else None
+        if value is not None and (match is None or not REGION_RE.match(match["region"])):
+            raise ValueError(
+                "expected an SNS topic ARN like "
+                f"'arn:aws:sns:us-west-2:123456789012:securedr-restore', found {_show(value)}"
+            )
+        return value
 
 
 #: ``s3://bucket`` or ``s3://bucket/prefix``; the prefix is taken literally (no globbing).
@@ -238,22 +315,6 @@ class FileSet(_Model):
             raise ValueError("is empty; give 's3://bucket/prefix' or a local directory")
         return value
 
-    @model_validator(mode="after")
-    def _region(self) -> FileSet:
-        if self.is_s3:
-            if self.region is None:
-                raise ValueError(
-                    f"file set {self.name!r}: an S3 source needs 'region' (the source bucket's "
-                    "Region)"
-                )
-            _check_region(self.region)
-        elif self.region is not None:
-            raise ValueError(
-                f"file set {self.name!r}: 'region' is only for S3 sources; remove it for a "
-                "local directory"
-            )
-        return self
-
     @property
     def is_s3(self) -> bool:
         return self.source.startswith("s3://")
@@ -289,68 +350,64 @@ class FileSets(_Model):
     )
     sets: list[FileSet] = Field(min_length=1)
 
-    @field_validator("sets")
-    @classmethod
-    def _unique(cls, value: list[FileSet]) -> list[FileSet]:
-        names = [s.name for s in value]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ValueError(f"file set name(s) used more than once: {', '.join(twice)}")
-        return value
-
     def public_key_text(self, base_dir: Path) -> str:
         """The recovery public key text, read from its file if the plan names one.
 
         Raises :class:`ValueError` (no key material in the message) if the file is missing or
         does not hold exactly one valid public key.
         """
-        from securedr.core.envelope import (
-            PRIVATE_KEY_PREFIX,
-            PUBLIC_KEY_PREFIX,
-            KeyFormatError,
-            recovery_key_id,
-        )
+        return _recovery_key_text(self.recovery_public_key, base_dir)
 
-        value = self.recovery_public_key
-        if value.upper().startswith(PRIVATE_KEY_PREFIX):
-            # Never echoed: it is the secret that must stay offline.
-            raise ValueError(
-                "expected a recovery public key (securedr-recovery-pub-...) but this is the "
-                "PRIVATE key; remove it from the plan, keep it offline, and treat it as exposed"
-            )
-        if value.lower().startswith(PUBLIC_KEY_PREFIX):
-            text, where = value, "the key"
-        else:
-            path = _expand_path(value, base_dir)
-            where = str(path)
-            try:
-                raw = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise ValueError(
-                    f"the recovery public key file {path} does not exist; create the key pair "
-                    "offline with 'securedr keygen --out <private key file>' and save the "
-                    "public key it prints in this file"
-                ) from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(
-                    f"the recovery public key file {path} cannot be read ({exc})"
-                ) from None
-            lines = [
-                line.strip()
-                for line in raw.splitlines()
-                if line.strip() and not line.lstrip().startswith("#")
-            ]
-            if len(lines) != 1:
-                raise ValueError(
-                    f"{path} must hold exactly one securedr-recovery-pub-... line (found "
-                    f"{len(lines)} non-comment lines)"
-                )
-            text = lines[0]
+
+def _recovery_key_text(value: str, base_dir: Path) -> str:
+    """See :meth:`FileSets.public_key_text`; works on the raw plan value too."""
+    from securedr.core.envelope import (
+        PRIVATE_KEY_PREFIX,
+        PUBLIC_KEY_PREFIX,
+        KeyFormatError,
+        recovery_key_id,
+    )
+
+    if value.upper().startswith(PRIVATE_KEY_PREFIX):
+        # Never echoed: it is the secret that must stay offline.
+        raise ValueError(
+            "expected a recovery public key (securedr-recovery-pub-...) but this is the "
+            "PRIVATE key; remove it from the plan, keep it offline, and treat it as exposed"
+        )
+    if value.lower().startswith(PUBLIC_KEY_PREFIX):
+        text, where = value, "the key"
+    else:
+        path = _expand_path(value, base_dir)
+        where = str(path)
         try:
-            recovery_key_id(text)
-        except KeyFormatError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-        return text
+            raw = read_small_text(path, 64 * 1024)
+        except FileNotFoundError:
+            raise ValueError(
+                f"the recovery public key file {path} does not exist; create the key pair "
+                "offline with 'securedr keygen --out <private key file>' and save the "
+                "public key it prints in this file"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"the recovery public key file {path} cannot be read ({exc}); it must be a "
+                "small text file holding the securedr-recovery-pub-... line"
+            ) from None
+        lines = [
+            line.strip()
+            for line in raw.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        if len(lines) != 1:
+            raise ValueError(
+                f"{path} must hold exactly one securedr-recovery-pub-... line (found "
+                f"{len(lines)} non-comment lines)"
+            )
+        text = lines[0]
+    try:
+        recovery_key_id(text)
+    except KeyFormatError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return text
 
 
 class Plan(_Model):
@@ -371,41 +428,20 @@ class Plan(_Model):
     notifications: Notifications = Field(default_factory=Notifications)
     file_sets: FileSets | None = None
 
-    @field_validator("kms_keys")
+    @field_validator("version", mode="before")
     @classmethod
-    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
-        for region, key in value.items():
-            _check_region(region)
-            if not KMS_KEY_RE.match(key):
-                raise ValueError(
-                    f"{region}: expected a KMS key alias ('alias/name'), key id or key ARN, "
-                    f"found {key!r}"
-                )
-            if key.startswith("alias/aws/") or ":alias/aws/" in key:
-                raise ValueError(
-                    f"{region}: {key!r} is an AWS-managed key; DR copies need a customer-managed "
-                    "key (AWS-managed keys cannot be shared or rotated on your terms)"
-                )
+    def _version(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True == 1 in Python; a plan says "version: 1"
+            raise ValueError(f"expected the plan format version 1, found {value!r}")
         return value
 
     @model_validator(mode="after")
-    def _key_per_region(self) -> Plan:
-        missing = [r for r in [*self.regions.sources, self.regions.dr] if r not in self.kms_keys]
-        if missing:
-            raise ValueError(
-                f"kms_keys has no key for Region(s) {', '.join(missing)}; every source Region "
-                "and the DR Region needs a customer-managed key"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _file_sets_not_from_evidence(self) -> Plan:
-        for file_set in self.file_sets.sets if self.file_sets else []:
-            if file_set.is_s3 and file_set.bucket == self.evidence_bucket.name:
-                raise ValueError(
-                    f"file_sets: file set {file_set.name!r} reads the evidence bucket itself; "
-                    "back up source data, not SecureDR's own copies"
-                )
+    def _rules(self, info: ValidationInfo) -> Plan:
+        if info.context and info.context.get(_RULES_DEFERRED):
+            return self  # parse_plan reports them from the raw data, with exact paths
+        problems = _rule_problems(self.model_dump())
+        if problems:
+            raise ValueError("; ".join(f"{path}: {message}" for path, message in problems))
         return self
 
     @property
@@ -429,62 +465,66 @@ class Plan(_Model):
 
 
 def _expand_path(value: str, base_dir: Path) -> Path:
-    path = Path(os.path.expanduser(os.path.expandvars(value)))
+    # An undefined $VAR raises (UndefinedVariableError names it) instead of staying literal.
+    path = Path(os.path.expanduser(expand_variables(value)))
     return path if path.is_absolute() else base_dir / path
 
 
 def _check_region(value: str) -> str:
     if not REGION_RE.match(value):
-        raise ValueError(f"expected an AWS Region name like 'us-west-2', found {value!r}")
+        raise ValueError(f"expected an AWS Region name like 'us-west-2', found {_show(value)}")
     return value
 
 
 def parse_plan(data: Any, source: str = "<plan>", base_dir: Path | None = None) -> Plan:
     """Validate parsed YAML as a plan; raise :class:`PlanError` listing every problem.
 
-    With ``base_dir`` (the plan file's directory) the files the plan names that must exist
-    before anything runs are checked too: the file sets' recovery public key.
+    One pass reports everything: values that look like secrets (never echoed), field types and
+    formats, undefined ``$VARS`` in paths and the rules between fields, each rule checked as
+    long as the fields it reads are well-formed. With ``base_dir`` (the plan file's directory)
+    the files the plan names that must exist before anything runs are checked too: the file
+    sets' recovery public key.
     """
     if not isinstance(data, Mapping):
         raise PlanError(source, [("(top level)", f"expected a mapping, found {_kind(data)}")])
+    strings = _strings(data)
+    secrets = _secret_problems(strings)
+    fields: list[tuple[str, str]] = []
+    plan: Plan | None = None
     try:
-        plan = Plan.model_validate(dict(data))
+        plan = Plan.model_validate(dict(data), context={_RULES_DEFERRED: True})
     except ValidationError as exc:
-        raise PlanError(source, [_describe(err) for err in exc.errors()]) from None
-    if base_dir is not None and plan.file_sets is not None:
-        try:
-            plan.recovery_public_key(base_dir)
-        except ValueError as exc:
-            raise PlanError(source, [("file_sets.recovery_public_key", str(exc))]) from None
+        fields = [_describe(err) for err in exc.errors()]
+    rules = _variable_problems(data, strings) + _rule_problems(data)
+    if base_dir is not None:
+        key = _get(data, "file_sets", "recovery_public_key")
+        if isinstance(key, str) and key.strip():
+            try:
+                _recovery_key_text(key.strip(), base_dir)
+            except ValueError as exc:
+                rules.append(("file_sets.recovery_public_key", str(exc)))
+    # One problem per cause: a secret is reported once (without its value), and a rule is not
+    # repeated where the field itself is already reported as malformed.
+    secret_paths = {path for path, _ in secrets}
+    fields = [f for f in fields if f[0] not in secret_paths]
+    field_paths = secret_paths | {path for path, _ in fields}
+    problems = list(dict.fromkeys(secrets + fields + [r for r in rules if r[0] not in field_paths]))
+    if problems or plan is None:
+        raise PlanError(source, problems or [("(top level)", "is not a valid plan")])
     return plan
 
 
 def load_plan(path: str | os.PathLike[str] | None = None) -> Plan:
-    """Read and validate the plan at ``path``, ``$SECUREDR_PLAN`` or the default location."""
+    """Read and validate the plan at ``path``, ``$SECUREDR_PLAN`` or the default location.
+
+    The file is read within the limits of :mod:`securedr.core.plan_yaml` (a regular file of at
+    most 1 MiB, YAML aliases and nesting bounded), so a hostile plan is refused quickly.
+    """
     resolved = Path(path or os.environ.get(PLAN_ENV_VAR) or DEFAULT_PLAN_PATH)
     try:
-        text = resolved.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(
-            str(resolved),
-            [("(file)", f"not found; create it or set {PLAN_ENV_VAR} to the plan's path")],
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise PlanError(
-            str(resolved), [("(file)", f"is not UTF-8 text (byte {exc.start}); save it as UTF-8")]
-        ) from None
-    except OSError as exc:
-        raise PlanError(str(resolved), [("(file)", f"cannot be read: {exc.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise PlanError(str(resolved), [(where, f"not valid YAML: {exc}")]) from None
-    except ValueError as exc:  # PyYAML builds dates and times itself and raises plain errors
-        raise PlanError(
-            str(resolved), [("(file)", f"holds a value YAML cannot read: {exc}")]
-        ) from None
+        data = parse_plan_yaml(read_plan_text(resolved, PLAN_ENV_VAR))
+    except PlanFileError as exc:
+        raise PlanError(str(resolved), [(exc.where, exc.message)]) from None
     return parse_plan(data, str(resolved), resolved.resolve().parent)
 
 
@@ -508,6 +548,309 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str]:
     if kind == "extra_forbidden":
         return path, "is not a plan field (check the spelling; see include/dr_plan.yaml)"
     message = str(err["msg"]).removeprefix("Value error, ")
-    if kind in ("value_error", "assertion_error") or isinstance(found, dict):
+    if kind in ("value_error", "assertion_error"):
         return path, message
-    return path, f"{message}; found {found!r}"
+    if kind == "string_too_short" and isinstance(found, str) and not found.strip():
+        return path, "is empty; give a value (or remove the field if it is optional)"
+    if isinstance(found, bool) and kind in ("int_type", "float_type", "string_type"):
+        return path, (
+            f"{message}; found the boolean {str(found).lower()} (YAML reads true/false, yes/no "
+            "and on/off as booleans: write the number or quote the text)"
+        )
+    if kind == "string_type" and isinstance(found, (int, float)):
+        return path, f"{message}; found the number {found!r} (quote it to make it text)"
+    return path, f"{message}; found {_show(found)}"
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of a value from the plan for a message.
+
+    Collections are described by kind and size, never expanded (a YAML alias bomb is a small
+    file whose values are huge); text is cut; secrets are blanked later by PlanError.
+    """
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+    if isinstance(value, list | tuple | set | frozenset):
+        return repr(value) if _is_small(value) else f"a list of {len(value)} items"
+    if isinstance(value, Mapping):
+        return repr(value) if _is_small(value) else f"a mapping of {len(value)} keys"
+    if isinstance(value, bool | int | float | type(None)):
+        text = repr(value)
+        return text if len(text) <= 40 else f"a number of {len(text)} digits"
+    return f"a value of type {type(value).__name__}"
+
+
+def _is_small(value: Any) -> bool:
+    """A flat collection of a few short scalars, safe to print in full."""
+    items = list(value.items()) if isinstance(value, Mapping) else list(value)
+    if len(items) > 8:
+        return False
+    flat: list[Any] = []
+    for item in items:
+        flat.extend(item if isinstance(value, Mapping) else (item,))
+    return all(
+        isinstance(x, bool | int | float | type(None)) or (isinstance(x, str) and len(x) <= 40)
+        for x in flat
+    )
+
+
+# --------------------------------------------------------------------------- raw-data rules
+#
+# These run on the parsed YAML before (and whatever) the model says, so they must check types
+# themselves: each rule looks only at values of the shape it expects and leaves malformed ones
+# to the field validation, which reports them.
+
+#: Fields whose value is a path in which ``$VAR``/``${VAR}`` and ``~`` are expanded.
+PATH_FIELDS = (
+    ("signing", "trusted_keys"),
+    ("restore", "file_set_directory"),
+    ("file_sets", "recovery_public_key"),
+)
+#: Secrets found at most this deep / this many strings in (bounds the walk on any input).
+_WALK_LIMIT = 200_000
+
+
+def _get(data: Any, *keys: str | int) -> Any:
+    for key in keys:
+        if isinstance(data, Mapping) and isinstance(key, str):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def _str(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _strings(data: Any) -> list[tuple[str, str]]:
+    """Every ``(path, string)`` in ``data`` (keys too), bounded by _WALK_LIMIT nodes."""
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    seen = 0
+    while stack and seen < _WALK_LIMIT:
+        path, value, depth = stack.pop()
+        seen += 1
+        if isinstance(value, str):
+            out.append((path or "(top level)", value))
+        elif depth > 64:
+            continue
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str):
+                    out.append((child, key))
+                stack.append((child, item, depth + 1))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                stack.append((f"{path}.{index}" if path else str(index), item, depth + 1))
+    return out
+
+
+def _secret_problems(strings: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for path, value in strings:
+        kind = secret_kind(value)
+        if kind is None:
+            continue
+        if kind.startswith("the SecureDR recovery PRIVATE"):
+            message = (
+                "expected a recovery public key (securedr-recovery-pub-...) but this is the "
+                "PRIVATE recovery key; remove it from the plan, keep it offline, and treat it as "
+                "exposed"
+            )
+        else:
+            message = (
+                f"holds what looks like {kind} (not shown); a plan must never hold secrets: "
+                "remove it, keep it in the secrets backend (e.g. the Airflow Variable named by "
+                "signing.private_key_variable), and treat it as exposed (rotate it)"
+            )
+        problems.append((path, message))
+    return problems
+
+
+def _variable_problems(data: Any, strings: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Undefined ``$VARS`` in path fields, and ``${VARS}`` where none are expanded."""
+    problems: list[tuple[str, str]] = []
+    paths = {".".join(p) for p in PATH_FIELDS}
+    sets = _get(data, "file_sets", "sets")
+    for index, item in enumerate(sets if isinstance(sets, list) else []):
+        source = _get(item, "source")
+        if isinstance(source, str) and "://" not in source:
+            paths.add(f"file_sets.sets.{index}.source")
+    for path, value in strings:
+        if "$" not in value:
+            continue
+        if path in paths:
+            missing = undefined_variables(value)
+            if missing:
+                problems.append((path, str(UndefinedVariableError(missing))))
+        elif "${" in value:
+            problems.append(
+                (
+                    path,
+                    "variables (${...}) are expanded only in paths (signing.trusted_keys, "
+                    "restore.file_set_directory, file_sets.recovery_public_key and local file "
+                    "set sources); write the value out",
+                )
+            )
+    return problems
+
+
+def _partition(region: str) -> str:
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def _kms_key_problem(region: str, key: str) -> str | None:
+    match = KMS_KEY_RE.match(key)
+    if match is None:
+        return (
+            "expected a KMS key alias ('alias/name'), key id (a UUID or a multi-Region "
+            "'mrk-...' id) or key ARN, found " + _show(key)
+        )
+    if key.startswith("alias/aws/") or ":alias/aws/" in key:
+        return (
+            f"{key!r} is an AWS-managed key; DR copies need a customer-managed key "
+            "(AWS-managed keys cannot be shared or rotated on your terms)"
+        )
+    arn_region = match["region"]
+    if arn_region is not None and arn_region != region:
+        hint = ""
+        if ":key/mrk-" in key:
+            replica = key.replace(f":kms:{arn_region}:", f":kms:{region}:", 1)
+            replica = re.sub(r"^arn:[a-z-]+:", f"arn:{_partition(region)}:", replica)
+            hint = f" For a multi-Region key, name its replica in {region}: {replica}"
+        return (
+            f"the key ARN is in Region {arn_region}, but it is listed for {region}; a KMS key "
+            f"works only in its own Region, so name a key in {region}.{hint}"
+        )
+    if arn_region is not None and not key.startswith(f"arn:{_partition(region)}:"):
+        return f"a key in {region} has an ARN starting 'arn:{_partition(region)}:'"
+    return None
+
+
+def _rule_problems(data: Any) -> list[tuple[str, str]]:
+    """The rules that relate fields to each other, on raw (or dumped) plan data."""
+    problems: list[tuple[str, str]] = []
+    sources = _get(data, "regions", "sources")
+    sources = [r for r in sources if isinstance(r, str)] if isinstance(sources, list) else []
+    valid_sources = [r for r in sources if REGION_RE.match(r)]
+    dr = _str(_get(data, "regions", "dr"))
+    dr = dr if dr and REGION_RE.match(dr) else None
+
+    if dr is not None and dr in valid_sources:
+        problems.append(
+            (
+                "regions",
+                f"the DR Region {dr!r} is also a source Region; a DR copy must live in another "
+                "Region than the data it protects",
+            )
+        )
+
+    kms_keys = _get(data, "kms_keys")
+    if isinstance(kms_keys, Mapping):
+        for region, key in kms_keys.items():
+            path = f"kms_keys.{region}"
+            if not isinstance(region, str) or not REGION_RE.match(region):
+                problems.append(
+                    (path, f"expected an AWS Region name like 'us-west-2', found {_show(region)}")
+                )
+            elif isinstance(key, str) and key.strip():
+                problem = _kms_key_problem(region, key.strip())
+                if problem:
+                    problems.append((path, problem))
+        missing = [r for r in [*valid_sources, *([dr] if dr else [])] if r not in kms_keys]
+        if missing:
+            problems.append(
+                (
+                    "kms_keys",
+                    f"kms_keys has no key for Region(s) {', '.join(missing)}; every source "
+                    "Region and the DR Region needs a customer-managed key",
+                )
+            )
+
+    zone = _str(_get(data, "restore", "availability_zone"))
+    zone_match = AZ_RE.match(zone) if zone else None
+    if zone_match and dr and zone_match["region"] != dr:
+        problems.append(
+            (
+                "restore.availability_zone",
+                f"{zone!r} is in Region {zone_match['region']}, not in the DR Region {dr} where "
+                f"restores run; name a zone of {dr} (e.g. {dr}a) or remove the field",
+            )
+        )
+
+    initiators = _get(data, "access", "initiators")
+    approvers = _get(data, "access", "approvers")
+    if isinstance(initiators, list) and isinstance(approvers, list):
+        approver_set = {a for a in approvers if isinstance(a, str)}
+        # Every initiator needs somebody else who can approve, or their runs could never start.
+        stuck = [i for i in initiators if isinstance(i, str) and not approver_set - {i}]
+        if stuck and approver_set:
+            problems.append(
+                (
+                    "access",
+                    f"initiator(s) {', '.join(stuck)} would have no approver other than "
+                    "themselves; add a second approver",
+                )
+            )
+
+    problems += _file_set_problems(data)
+    return problems
+
+
+def _file_set_problems(data: Any) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    sets = _get(data, "file_sets", "sets")
+    if not isinstance(sets, list):
+        return problems
+    names: list[str] = []
+    evidence = _str(_get(data, "evidence_bucket", "name"))
+    for index, item in enumerate(sets):
+        if not isinstance(item, Mapping):
+            continue
+        name, source, region = item.get("name"), _str(item.get("source")), item.get("region")
+        if isinstance(name, str):
+            names.append(name.strip())
+        if source is None:
+            continue
+        label = f"file set {name!r}" if isinstance(name, str) else f"file set {index}"
+        path = f"file_sets.sets.{index}"
+        if source.startswith("s3://"):
+            if region is None:
+                problems.append(
+                    (path, f"{label}: an S3 source needs 'region' (the source bucket's Region)")
+                )
+            elif isinstance(region, str) and not REGION_RE.match(region.strip()):
+                problems.append(
+                    (
+                        path,
+                        f"{label}: expected an AWS Region name like 'us-west-2', found "
+                        + _show(region),
+                    )
+                )
+            bucket = S3_URL_RE.match(source)
+            if bucket and evidence and bucket["bucket"] == evidence:
+                problems.append(
+                    (
+                        "file_sets",
+                        f"file set {name!r} reads the evidence bucket itself; back up source "
+                        "data, not SecureDR's own copies",
+                    )
+                )
+        elif region is not None and "://" not in source and not source.lower().startswith("s3:"):
+            problems.append(
+                (path, f"{label}: 'region' is only for S3 sources; remove it for a local directory")
+            )
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
+    if twice:
+        problems.append(
+            ("file_sets.sets", f"file set name(s) used more than once: {', '.join(twice)}")
+        )
+    return problems
