@@ -283,3 +283,31 @@ def test_a_new_security_group_not_yet_visible_is_waited_for(aws, monkeypatch):
 
     assert hidden["left"] == 0
     assert drill_sandbox.isolation_problems(ec2, sandbox) == []
+
+
+def test_teardown_under_the_sandboxs_lingering_rds_interfaces(aws):
+    """The sandbox's ``refusals`` section: a deleted instance's interfaces linger (here 3 s on the
+    sandbox clock) and AWS refuses to delete its network meanwhile."""
+    from sandbox import realism
+
+    ec2, rds = clients()
+    sandbox = drill_sandbox.create_sandbox(ec2, rds, region=DR, plan="demo", drill_id="d10")
+    rds.create_db_instance(
+        DBInstanceIdentifier="drill-linger",
+        DBInstanceClass="db.t3.micro",
+        Engine="postgres",
+        MasterUsername="admin",
+        MasterUserPassword="not-a-real-secret-1",
+        AllocatedStorage=20,
+        DBSubnetGroupName=sandbox.db_subnet_group,
+        VpcSecurityGroupIds=[sandbox.security_group_id],
+        Tags=[{"Key": "securedr:drill", "Value": "d10"}],
+    )
+    realism.configure("refusals", eni_linger_seconds=3)
+
+    result = drill_sandbox.teardown(ec2, rds, drill_id="d10", wait_seconds=120, poll=0.2)
+
+    assert result.errors == []
+    assert "rds:db/drill-linger" in result.deleted
+    assert f"ec2:vpc/{sandbox.vpc_id}" in result.deleted
+    assert drill_sandbox.leftovers(ec2, rds, drill_id="d10") == []
