@@ -47,6 +47,40 @@ def _client(service: str, region: str, endpoint_url: str | None) -> Any:
     return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
 
 
+#: Error codes AWS answers while a resource that was just created is not yet visible.
+NOT_YET_VISIBLE = {
+    "InvalidVolume.NotFound",
+    "InvalidGroup.NotFound",
+    "InvalidSnapshot.NotFound",
+    "DBInstanceNotFound",
+    "DBSnapshotNotFound",
+}
+
+
+def wait_until_visible(describe: Any, *, timeout: float = 60.0, **kwargs: Any) -> Any:
+    """Call ``describe(**kwargs)`` until what it asks for by id is visible; return its answer.
+
+    AWS's describes are eventually consistent: a resource created a moment ago can answer
+    NotFound (https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html). The
+    estate is only handed over once everything in it can be seen.
+    """
+    import time
+
+    from botocore.exceptions import ClientError
+
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while True:
+        try:
+            return describe(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in NOT_YET_VISIBLE or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
 def ensure_key(region: str, alias: str, endpoint_url: str | None) -> str:
     """A customer-managed key with rotation on, reachable by ``alias``; returns its ARN."""
     kms = _client("kms", region, endpoint_url)
@@ -216,7 +250,22 @@ def seed(plan: Plan, endpoint_url: str | None) -> Estate:
         ]
     estate.bucket = ensure_evidence_bucket(plan, estate.key_arns[plan.regions.dr], endpoint_url)
     estate.file_sets = seed_file_sets(plan, endpoint_url)
+    _wait_for_estate(estate, endpoint_url)
     return estate
+
+
+def _wait_for_estate(estate: Estate, endpoint_url: str | None) -> None:
+    """Return once every volume and database of the estate shows in describes."""
+    volumes: dict[str, list[str]] = {}
+    for by_region in (estate.protected_volumes, estate.unprotected_volumes):
+        for region, ids in by_region.items():
+            volumes.setdefault(region, []).extend(ids)
+    for region, ids in volumes.items():
+        wait_until_visible(_client("ec2", region, endpoint_url).describe_volumes, VolumeIds=ids)
+    for region, names in estate.protected_databases.items():
+        rds = _client("rds", region, endpoint_url)
+        for name in names:
+            wait_until_visible(rds.describe_db_instances, DBInstanceIdentifier=name)
 
 
 def seed_file_sets(plan: Plan, endpoint_url: str | None) -> dict[str, str]:
@@ -358,6 +407,8 @@ def ensure_restore_network(
             DBSubnetGroupDescription="SecureDR restored databases (private)",
             SubnetIds=subnets,
         )
+        # Visible by id (and by name, so a second call finds it) before it is handed over.
+        wait_until_visible(ec2.describe_security_groups, GroupIds=[sg_id])
     return name, str(sg_id)
 
 

@@ -35,6 +35,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = REPO / ".securedr"
+#: The sandbox AWS runs with the realism layer's ``e2e`` profile unless this says otherwise
+#: (a profile name, ``off``, or JSON of sections: see :mod:`sandbox.realism`).
+REALISM_ENV = "SECUREDR_SANDBOX_REALISM"
+DEFAULT_REALISM = "e2e"
 DEFAULT_PLAN = REPO / "include" / "dr_plan.yaml"
 DAG_IDS = tuple(sorted(p.stem for p in (REPO / "dags").glob("dr_*.py")))
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -288,7 +292,13 @@ class Stack:
         pids["sandbox-aws"] = self._spawn(
             "sandbox-aws",
             [sys.executable, "-m", "sandbox.server", "--port-file", str(port_file)],
-            {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])},
+            {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
+                # AWS as it behaves (copies take time, eventual consistency, quotas), with short
+                # durations; SECUREDR_SANDBOX_REALISM=off for moto's instant, lenient answers.
+                REALISM_ENV: os.environ.get(REALISM_ENV, DEFAULT_REALISM),
+            },
         )
         self.save({"pids": pids})
         deadline = time.monotonic() + 60

@@ -51,7 +51,7 @@ def verification(
         dr_region="us-west-2",
         dr_snapshot_id=f"dr-{source}",
         dr_kms_key_arn=DR_KEY,
-        **point,
+        **{"dr_created_at": "2025-03-01T02:10:00+00:00", **point},
     )
     return Verification(
         point=rp.to_dict(),

@@ -235,3 +235,39 @@ def test_text_without_manifest() -> None:
 )
 def test_text_retention_line(retention: dict[str, Any], expected: str) -> None:
     assert expected in render_nightly_text(report(retention=retention)).splitlines()
+
+
+# --------------------------------------------------------------------------- copy durations
+
+
+def timed(source: str, started: str | None, checked: str | None) -> Verification:
+    base = verification("ebs", "us-east-1", source)
+    point = {**base.point, "dr_created_at": started}
+    return Verification(point=point, passed=True, problems=[], checked_at=checked)
+
+
+def test_the_report_says_how_long_the_dr_copies_took() -> None:
+    verifications = [
+        timed("vol-a", "2025-03-01T02:00:00+00:00", "2025-03-01T02:00:04+00:00"),
+        timed("vol-b", "2025-03-01T02:00:00+00:00", "2025-03-01T02:00:10+00:00"),
+        timed("vol-c", "2025-03-01T02:00:00+00:00", "2025-03-01T05:00:00+00:00"),
+        timed("vol-d", None, "2025-03-01T02:00:10+00:00"),  # no AWS start time recorded
+    ]
+    record = report(verifications)
+    assert record["dr_copy_seconds"] == {
+        "count": 3,
+        "unknown": 1,
+        "min": 4.0,
+        "median": 10.0,
+        "max": 10800.0,
+    }
+    assert (
+        "DR copy time (start -> verified): min 4.0 s, median 10.0 s, max 3.0 h over 3 copies "
+        "(1 without an AWS start time)"
+    ) in render_nightly_text(record)
+
+
+def test_without_copies_there_is_no_copy_time() -> None:
+    record = report([])
+    assert record["dr_copy_seconds"] is None
+    assert "DR copy time" not in render_nightly_text(record)

@@ -97,16 +97,21 @@ def _set_ebs_state(region: str, snapshot_id: str, state: str) -> None:
     ec2_backend(region).snapshots[snapshot_id].status = state
 
 
-def test_sensor_fails_fast_naming_the_snapshot_that_went_to_error(estate, ctx):
+def test_a_snapshot_in_error_rules_out_only_its_resource(estate, ctx):
     points = snapshot(ctx, discover(ctx))
     bad = next(p for p in points if p["kind"] == "ebs" and p["source_region"] == "eu-west-1")
     _set_ebs_state("eu-west-1", bad["snapshot_id"], "error")
     sensor = RecoveryPointsSensor(task_id="wait", points=points, location="source")
-    with pytest.raises(AirflowFailException) as err:
-        sensor.poke(ctx)
-    message = str(err.value)
-    assert f"ebs:eu-west-1/{bad['source_id']}" in message
-    assert bad["snapshot_id"] in message and "state error" in message
+    # The sensor no longer waits for it (and does not fail the run for it) ...
+    assert sensor.poke(ctx) is True
+    # ... and the copy step names it, and copies every other resource.
+    copied = CopyToDrRegionOperator(task_id="copy", points=points).execute(ctx)
+    ruled_out = next(p for p in copied if p["source_id"] == bad["source_id"])
+    assert bad["snapshot_id"] in ruled_out["not_protected"]
+    assert "state error" in ruled_out["not_protected"]
+    assert not ruled_out["dr_snapshot_id"]
+    others = [p for p in copied if p["source_id"] != bad["source_id"]]
+    assert others and all(p["dr_snapshot_id"] and p["not_protected"] is None for p in others)
 
 
 def _first_event(trigger: RecoveryPointsTrigger) -> dict:
@@ -147,7 +152,7 @@ def test_sensor_defers_with_the_plans_timeout_and_reports_timeout_by_name(estate
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(ctx)
     trigger = deferred.value.trigger
-    assert trigger.timeout_seconds == plan.waits.snapshot_timeout_minutes * 60
+    assert trigger.timeout_seconds == pytest.approx(plan.waits.snapshot_timeout_minutes * 60, abs=5)
     assert len(trigger.refs) == len(points)
     pending = [f"ebs:eu-west-1:{points[0]['snapshot_id']}"]
     with pytest.raises(AirflowFailException, match="still pending"):

@@ -20,7 +20,8 @@ from tests.dagrun import run_dag
 from tests.restore.conftest import audit_entries
 from tests.restore.test_iam_policy import ASSUME, POLICY, iam_actions, policy_actions, static_calls
 
-pytestmark = pytest.mark.usefixtures("airflow_db")
+# Every test runs the whole DAG against the sandbox as AWS behaves (sandbox.realism "e2e").
+pytestmark = [pytest.mark.usefixtures("airflow_db"), pytest.mark.realism("e2e")]
 
 
 def set_targets(plan, **targets: float):

@@ -14,7 +14,8 @@ import pytest
 from sandbox.stack import StackError
 from tests.restore.conftest import VALID_PARAMS
 
-pytestmark = pytest.mark.e2e
+# The stack's sandbox AWS runs the realism layer's "e2e" profile (sandbox.stack.DEFAULT_REALISM).
+pytestmark = [pytest.mark.e2e, pytest.mark.realism("e2e")]
 
 DAG_ID = "dr_restore"
 

@@ -15,7 +15,8 @@ DESCRIBE_BATCH = EC2_FILTER_VALUES
 
 
 def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> list[Resource]:
-    """Volumes tagged ``tag_key=tag_value`` (all pages), excluding ones being deleted."""
+    """Volumes tagged ``tag_key=tag_value`` (all pages), excluding ones being deleted; a volume
+    in the ``error`` state comes back with ``unsupported`` set, so the run names it."""
     found: list[Resource] = []
     pages = ec2.get_paginator("describe_volumes").paginate(
         Filters=[{"Name": f"tag:{tag_key}", "Values": [tag_value]}],
@@ -23,7 +24,7 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
     )
     for page in pages:
         for volume in page["Volumes"]:
-            if volume.get("State") in ("deleting", "deleted", "error"):
+            if volume.get("State") in ("deleting", "deleted"):
                 continue
             tags = tags_to_dict(volume.get("Tags"))
             found.append(
@@ -38,6 +39,12 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
                     volume_type=volume.get("VolumeType"),
                     iops=volume.get("Iops"),
                     throughput=volume.get("Throughput"),
+                    unsupported=(
+                        "the volume is in the 'error' state (its data may be lost); restore it "
+                        "from an earlier recovery point or replace it"
+                        if volume.get("State") == "error"
+                        else None
+                    ),
                 )
             )
     return found

@@ -15,8 +15,31 @@ DESCRIBE_BATCH = 50
 PAGE_SIZE = 100
 
 
+def unsupported_reason(db: dict[str, Any]) -> str | None:
+    """Why SecureDR cannot snapshot and copy this DB instance, or None if it can."""
+    cluster = db.get("DBClusterIdentifier")
+    if cluster:
+        # CreateDBSnapshot refuses cluster members: "use CreateDBClusterSnapshot" instead.
+        # https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CreateDBSnapshot.html
+        return (
+            f"unsupported: member of DB cluster {cluster!r}; a cluster is backed up with DB "
+            "cluster snapshots, which SecureDR does not take yet. Remove the selection tag from "
+            "the instance (protect the cluster with AWS Backup meanwhile)"
+        )
+    engine = str(db.get("Engine") or "")
+    if engine.startswith("custom-"):
+        # "This command doesn't apply to RDS Custom."
+        # https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBSnapshot.html
+        return (
+            f"unsupported: RDS Custom (engine {engine}) snapshots cannot be copied to another "
+            "Region with CopyDBSnapshot. Remove the selection tag from the instance"
+        )
+    return None
+
+
 def discover_instances(rds: Any, region: str, tag_key: str, tag_value: str) -> list[Resource]:
-    """DB instances carrying ``tag_key=tag_value`` (all pages)."""
+    """DB instances carrying ``tag_key=tag_value`` (all pages); cluster members and RDS Custom
+    instances come back with ``unsupported`` set, so the run names them instead of failing."""
     found: list[Resource] = []
     pages = rds.get_paginator("describe_db_instances").paginate(
         PaginationConfig={"PageSize": PAGE_SIZE}
@@ -36,6 +59,15 @@ def discover_instances(rds: Any, region: str, tag_key: str, tag_value: str) -> l
                     encrypted=bool(db.get("StorageEncrypted")),
                     kms_key_id=db.get("KmsKeyId"),
                     engine=db.get("Engine"),
+                    option_group=next(
+                        (
+                            m.get("OptionGroupName")
+                            for m in db.get("OptionGroupMemberships") or []
+                            if m.get("OptionGroupName")
+                        ),
+                        None,
+                    ),
+                    unsupported=unsupported_reason(db),
                 )
             )
     return found
@@ -91,16 +123,27 @@ def copy_snapshot(
     target_identifier: str,
     kms_key_arn: str,
     tags: dict[str, str],
+    option_group: str | None = None,
 ) -> dict[str, Any]:
-    """Start a cross-Region copy encrypted under ``kms_key_arn`` (boto3 presigns the source URL)."""
-    return rds_destination.copy_db_snapshot(
-        SourceDBSnapshotIdentifier=source_arn,
-        TargetDBSnapshotIdentifier=target_identifier,
-        KmsKeyId=kms_key_arn,
-        SourceRegion=source_region,
-        Tags=dict_to_tags(tags),
-        CopyTags=False,
-    )["DBSnapshot"]
+    """Start a cross-Region copy encrypted under ``kms_key_arn`` (boto3 presigns the source URL).
+
+    ``option_group`` is the DR Region's option group for the copy. AWS: "Specify this option if
+    you are copying a snapshot from one AWS Region to another, and your DB instance uses a
+    nondefault option group. If your source DB instance uses Transparent Data Encryption for
+    Oracle or Microsoft SQL Server, you must specify this option when copying across AWS Regions."
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_CopyDBSnapshot.html
+    """
+    request: dict[str, Any] = {
+        "SourceDBSnapshotIdentifier": source_arn,
+        "TargetDBSnapshotIdentifier": target_identifier,
+        "KmsKeyId": kms_key_arn,
+        "SourceRegion": source_region,
+        "Tags": dict_to_tags(tags),
+        "CopyTags": False,
+    }
+    if option_group:
+        request["OptionGroupName"] = option_group
+    return rds_destination.copy_db_snapshot(**request)["DBSnapshot"]
 
 
 def sharing(rds: Any, identifier: str) -> list[str]:

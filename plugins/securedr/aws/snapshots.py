@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from securedr.aws import ebs, rds
-from securedr.aws.clients import AwsClients
+from securedr.aws.clients import AsyncClientPool, AwsClients
 from securedr.core.model import SnapshotRef
 from securedr.core.status import SnapshotStatus, status_of
 
@@ -40,14 +40,20 @@ def statuses(clients: AwsClients, refs: list[SnapshotRef]) -> dict[str, Snapshot
     return result
 
 
-async def statuses_async(clients: AwsClients, refs: list[SnapshotRef]) -> dict[str, SnapshotStatus]:
+async def statuses_async(
+    pool: AsyncClientPool, refs: list[SnapshotRef]
+) -> dict[str, SnapshotStatus]:
+    """Like :func:`statuses`, with aiobotocore clients from ``pool`` (built once per trigger)."""
     result: dict[str, SnapshotStatus] = {}
     for (region, kind), ids in group(refs).items():
         if kind == "ebs":
-            async with clients.async_client("ec2", region) as client:
-                found = await ebs.describe_snapshots_async(client, ids)
+            found = await ebs.describe_snapshots_async(await pool.get("ec2", region), ids)
         else:
-            async with clients.async_client("rds", region) as client:
-                found = await rds.describe_snapshots_async(client, ids)
+            found = await rds.describe_snapshots_async(await pool.get("rds", region), ids)
         result.update(_statuses(kind, region, found))
     return result
+
+
+def grace_deadlines(refs: list[SnapshotRef], grace_seconds: float) -> dict[str, float]:
+    """Until when each requested snapshot may still be missing from describes."""
+    return {ref_key(r): r.requested_at + grace_seconds for r in refs if r.requested_at is not None}

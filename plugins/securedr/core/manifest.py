@@ -43,10 +43,31 @@ def build_manifest(
     verifications: Iterable[Verification],
     file_sets: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The manifest payload (unsigned). Points are sorted so equal runs give equal bytes."""
+    """The manifest payload (unsigned). Points are sorted so equal runs give equal bytes.
+
+    Resources the run could not protect are listed under ``not_protected`` (with the reason),
+    not as recovery points. Raises :class:`ManifestError` for a verified point without its DR
+    copy's AWS time (``dr_created_at``): retention's forged-clock guard depends on it.
+    """
     points = []
+    not_protected = []
     for verification in verifications:
         point = verification.recovery_point
+        if point.not_protected is not None:
+            not_protected.append(
+                {
+                    "kind": point.kind,
+                    "source_id": point.source_id,
+                    "source_region": point.source_region,
+                    "reason": point.not_protected,
+                }
+            )
+            continue
+        if verification.passed and not point.dr_created_at:
+            raise ManifestError(
+                f"{point.label}: the DR copy {point.dr_snapshot_id} has no AWS timestamp "
+                "(dr_created_at); verification must record StartTime / SnapshotCreateTime"
+            )
         points.append(
             {
                 "kind": point.kind,
@@ -72,8 +93,9 @@ def build_manifest(
             }
         )
     points.sort(key=lambda p: (p["kind"], p["source_region"], p["source_id"]))
+    not_protected.sort(key=lambda p: (p["kind"], p["source_region"], p["source_id"]))
     verified = sum(1 for p in points if p["verified"])
-    return {
+    payload: dict[str, Any] = {
         "kind": MANIFEST_KIND,
         "version": MANIFEST_VERSION,
         "plan": plan,
@@ -86,6 +108,10 @@ def build_manifest(
         "file_sets": sorted(file_sets, key=lambda f: str(f.get("name", ""))),
         "summary": {"recovery_points": len(points), "verified": verified},
     }
+    if not_protected:  # only then, so manifests of complete nights keep their earlier shape
+        payload["not_protected"] = not_protected
+        payload["summary"]["not_protected"] = len(not_protected)
+    return payload
 
 
 def check_manifest(payload: Mapping[str, Any], *, plan: str | None = None) -> dict[str, Any]:

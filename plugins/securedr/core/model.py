@@ -67,6 +67,10 @@ class Resource(_Record):
     encrypted: bool
     kms_key_id: str | None = None
     engine: str | None = None
+    #: The DB instance's option group (RDS), so its DR copy can be given the right one.
+    option_group: str | None = None
+    #: Why SecureDR cannot protect this resource (e.g. a DB cluster member); None if it can.
+    unsupported: str | None = None
     # EBS performance of the source volume, so a restore can give it back (None: unknown).
     volume_type: str | None = None
     iops: int | None = None
@@ -75,11 +79,16 @@ class Resource(_Record):
 
 @dataclass(frozen=True)
 class SnapshotRef(_Record):
-    """One snapshot to wait for: an EBS snapshot id or an RDS DB snapshot identifier."""
+    """One snapshot to wait for: an EBS snapshot id or an RDS DB snapshot identifier.
+
+    ``requested_at`` (epoch seconds, when SecureDR asked AWS for it) lets a wait treat "not
+    found" right after the request as still pending: AWS describes are eventually consistent.
+    """
 
     kind: Kind
     region: str
     snapshot_id: str
+    requested_at: float | None = None
 
 
 @dataclass
@@ -102,6 +111,15 @@ class RecoveryPoint(_Record):
     dr_kms_key_arn: str | None = None
     dr_created_at: str | None = None
     reused: bool = False
+    #: The source DB instance's option group (RDS only).
+    option_group: str | None = None
+    #: Why this resource is NOT protected tonight (unsupported, refused, quota, failed copy);
+    #: None while it is on track. Later steps skip such points; the report names them.
+    not_protected: str | None = None
+    #: Epoch seconds when SecureDR requested the source snapshot / the DR copy (eventual
+    #: consistency grace for describes right after the request).
+    requested_at: float | None = None
+    dr_requested_at: float | None = None
     # EBS performance of the source volume at backup time (None for RDS and for points recorded
     # before these were kept): a restore creates the volume with the same type, IOPS and
     # throughput. Optional with defaults so older XComs and manifests still load.
@@ -110,14 +128,19 @@ class RecoveryPoint(_Record):
     throughput: int | None = None
 
     @property
+    def protected(self) -> bool:
+        """Still on track to be protected (nothing has ruled this resource out)."""
+        return self.not_protected is None
+
+    @property
     def source_ref(self) -> SnapshotRef:
-        return SnapshotRef(self.kind, self.source_region, self.snapshot_id)
+        return SnapshotRef(self.kind, self.source_region, self.snapshot_id, self.requested_at)
 
     @property
     def dr_ref(self) -> SnapshotRef:
         if not (self.dr_region and self.dr_snapshot_id):
             raise ValueError(f"{self.label} has no DR copy yet")
-        return SnapshotRef(self.kind, self.dr_region, self.dr_snapshot_id)
+        return SnapshotRef(self.kind, self.dr_region, self.dr_snapshot_id, self.dr_requested_at)
 
     @property
     def label(self) -> str:
@@ -167,6 +190,17 @@ def rds_snapshot_identifier(db_identifier: str, run_id: str) -> str:
     base = _RDS_ID_BAD.sub("-", db_identifier.lower()).strip("-")
     base = re.sub(r"-{2,}", "-", base)[:200].rstrip("-") or "db"
     return f"securedr-{base}-{digest}"
+
+
+def rds_dr_copy_identifier(source_snapshot_identifier: str, source_region: str) -> str:
+    """The DR copy's identifier: the source snapshot's plus the source Region.
+
+    The same database name in two source Regions gives the same source identifier (each in its
+    own Region); both copies land in the one DR Region, so the Region keeps them apart.
+    Valid for RDS: letters, digits and single hyphens, well under 255 characters.
+    """
+    region = _RDS_ID_BAD.sub("-", source_region.lower()).strip("-")
+    return f"{source_snapshot_identifier}-{region}"
 
 
 def tags_to_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:

@@ -205,6 +205,63 @@ class Waits(_Model):
     max_copies_in_flight: int = Field(
         default=20, ge=1, le=20, description="per destination Region; the EBS quota is 20"
     )
+    quota_wait_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="how long to wait before asking again when AWS's concurrent-copy limit is "
+        "reached and none of this run's own copies is in flight (someone else holds the slots)",
+    )
+    unavailable_retry_minutes: int = Field(
+        default=30,
+        ge=0,
+        le=24 * 60,
+        description="how long a DB instance that is not 'available' (backing up, modifying...) "
+        "is tried again before the run gives up on it",
+    )
+    missing_grace_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="'not found' this soon after SecureDR created or copied a snapshot means "
+        "pending, not gone: AWS describes are eventually consistent",
+    )
+
+
+class OptionGroups(_Model):
+    """The option group each RDS DR copy gets in the DR Region (CopyDBSnapshot OptionGroupName).
+
+    AWS requires one for cross-Region copies of Oracle and SQL Server databases using TDE, and
+    advises one for any non-default option group. ``by_source`` (the source instance's option
+    group) wins over ``by_engine`` (an engine name such as ``oracle-ee``, or its family
+    ``oracle`` / ``sqlserver``).
+    """
+
+    by_source: dict[str, str] = Field(default_factory=dict)
+    by_engine: dict[str, str] = Field(default_factory=dict)
+
+    def for_db(self, engine: str | None, source_option_group: str | None) -> str | None:
+        """The DR option group for a database, or None when the plan names none."""
+        if source_option_group and source_option_group in self.by_source:
+            return self.by_source[source_option_group]
+        if engine:
+            if engine in self.by_engine:
+                return self.by_engine[engine]
+            family = engine.split("-")[0]
+            if family in self.by_engine:
+                return self.by_engine[family]
+        return None
+
+
+class Rds(_Model):
+    manual_snapshot_quota: int = Field(
+        default=100,
+        ge=1,
+        le=100000,
+        description="the account's manual DB snapshot quota per Region (AWS default 100); "
+        "pre-flight warns when retention would need more",
+    )
+    option_groups: OptionGroups = Field(default_factory=OptionGroups)
 
 
 class RestoreTarget(_Model):
@@ -424,6 +481,7 @@ class Plan(_Model):
     signing: Signing
     access: Access
     waits: Waits = Field(default_factory=Waits)
+    rds: Rds = Field(default_factory=Rds)
     restore: RestoreTarget = Field(default_factory=RestoreTarget)
     notifications: Notifications = Field(default_factory=Notifications)
     file_sets: FileSets | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from securedr.core.filesets import failed_file_sets, summarize
@@ -22,8 +24,19 @@ def nightly_report(
     failed_tasks: Sequence[str] = (),
     file_sets: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The run's record. ``succeeded`` is true only if every copy verified, every file set
-    was backed up completely and no step failed."""
+    """The run's record. ``succeeded`` is true only if every resource was protected, every copy
+    verified, every file set was backed up completely and no step failed. Resources the run
+    could not protect are listed under ``not_protected`` with the reason and what to do."""
+    not_protected = [
+        {
+            "kind": v.recovery_point.kind,
+            "source": f"{v.recovery_point.source_region}/{v.recovery_point.source_id}",
+            "reason": v.recovery_point.not_protected,
+        }
+        for v in verifications
+        if v.recovery_point.not_protected is not None
+    ]
+    verifications = [v for v in verifications if v.recovery_point.not_protected is None]
     failed = [v for v in verifications if not v.passed]
     failed_sets = failed_file_sets(file_sets)
     points = []
@@ -50,19 +63,81 @@ def nightly_report(
         "started_at": started_at,
         "finished_at": finished_at,
         "duration_seconds": round(duration_seconds, 1),
-        "succeeded": not failed and not failed_tasks and not failed_sets,
+        "succeeded": not failed and not failed_tasks and not failed_sets and not not_protected,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
+        "dr_copy_seconds": copy_durations(verifications),
         "verified": len(verifications) - len(failed),
         "failed_verification": [
             f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
         ],
+        "not_protected": not_protected,
         "incidents": [i for v in verifications for i in v.incidents],
         "file_sets": summarize(file_sets),
         "failed_file_sets": failed_sets,
         "manifest": dict(manifest) if manifest else None,
         "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
     }
+
+
+def copy_durations(verifications: Sequence[Verification]) -> dict[str, Any] | None:
+    """How long tonight's DR copies took: from each copy's start as AWS reports it
+    (``dr_created_at``) to its verification (``checked_at``), as count / min / median / max
+    seconds. Copies without both times are counted under ``unknown``; ``None`` if there are no
+    copies at all."""
+    seconds: list[float] = []
+    unknown = 0
+    for v in verifications:
+        started = _parse(v.recovery_point.dr_created_at)
+        checked = _parse(v.checked_at)
+        if started is None or checked is None or checked < started:
+            unknown += 1
+        else:
+            seconds.append((checked - started).total_seconds())
+    if not seconds and not unknown:
+        return None
+    summary: dict[str, Any] = {"count": len(seconds), "unknown": unknown}
+    if seconds:
+        summary.update(
+            min=round(min(seconds), 1),
+            median=round(statistics.median(seconds), 1),
+            max=round(max(seconds), 1),
+        )
+    return summary
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def render_copy_durations(durations: Mapping[str, Any] | None) -> str | None:
+    """``DR copy time (start -> verified): min 3.1 s, median 4.0 s, max 5.2 s over 3 copies``."""
+    if not durations:
+        return None
+    if not durations.get("count"):
+        return f"DR copy time: unknown for {durations.get('unknown', 0)} copies"
+    text = (
+        f"DR copy time (start -> verified): min {_span(durations['min'])}, "
+        f"median {_span(durations['median'])}, max {_span(durations['max'])} "
+        f"over {durations['count']} copies"
+    )
+    if durations.get("unknown"):
+        text += f" ({durations['unknown']} without an AWS start time)"
+    return text
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def render_nightly_text(report: Mapping[str, Any]) -> str:
@@ -76,6 +151,9 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
         f"Protected resources: {len(report['recovery_points'])}, "
         f"verified in the DR Region: {report['verified']}",
     ]
+    durations = render_copy_durations(report.get("dr_copy_seconds"))
+    if durations:
+        lines.append(durations)
     rows = [("KIND", "SOURCE", "DR COPY", "DR KEY", "VERIFIED")]
     for p in report["recovery_points"]:
         source = p["source"] + ("" if p["source_encrypted"] else " (unencrypted at source)")
@@ -90,6 +168,11 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     for p in report["recovery_points"]:
         for problem in p["problems"]:
             lines.append(f"  ! {p['source']}: {problem}")
+    not_protected = report.get("not_protected") or []
+    if not_protected:
+        lines.append("")
+        lines.append(f"NOT PROTECTED tonight: {len(not_protected)}")
+        lines += [f"  ! {n['kind']} {n['source']}: {n['reason']}" for n in not_protected]
     file_sets = report.get("file_sets") or []
     if file_sets:
         lines.append("")

@@ -5,6 +5,7 @@ Used by the sensor and its trigger alike, so a deferred wait and a poking wait d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,12 +68,24 @@ class Progress:
         )
 
 
-def evaluate(expected: list[str], statuses: dict[str, SnapshotStatus]) -> Progress:
-    """Classify ``expected`` snapshot keys. A snapshot AWS no longer reports has failed."""
+def evaluate(
+    expected: list[str],
+    statuses: dict[str, SnapshotStatus],
+    *,
+    missing_grace_until: Mapping[str, float] | None = None,
+    now: float | None = None,
+) -> Progress:
+    """Classify ``expected`` snapshot keys. A snapshot AWS no longer reports has failed, unless
+    ``missing_grace_until`` gives it a deadline (epoch seconds) still ahead of ``now``: AWS
+    describes are eventually consistent, so a snapshot just created or copied may not show yet.
+    """
     progress = Progress()
+    grace = missing_grace_until or {}
     for key in expected:
         status = statuses.get(key)
-        if status is None or status.state == "missing":
+        if (status is None or status.state == "missing") and (now or 0) < grace.get(key, 0):
+            progress.pending.append(key)
+        elif status is None or status.state == "missing":
             progress.failed[key] = "not found: it was deleted, or it is in another account/Region"
         elif status.state == "completed":
             progress.completed.append(key)

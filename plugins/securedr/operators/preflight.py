@@ -8,6 +8,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import evidence as evidence_adapter
 from securedr.aws import kms as kms_adapter
+from securedr.aws import rds as rds_adapter
 from securedr.core import checks, signing
 from securedr.operators.base import SecureDrError, SecureDrOperator, public_key_pem
 
@@ -19,7 +20,9 @@ class PreflightChecksOperator(SecureDrOperator):
     rotated and not pending deletion; EBS snapshot block-public-access is on in every Region; the
     evidence bucket is versioned, Object-Locked, KMS-encrypted and not public; the signing key is
     provisioned and trusted. Every problem found is listed, then the task fails without retrying.
-    Makes read-only calls only. Returns the resolved key ARN per Region.
+    Warns (without failing) when ``retention.keep_days`` x the protected databases would exceed
+    the manual DB snapshot quota (``rds.manual_snapshot_quota``) in a source Region or the DR
+    Region. Makes read-only calls only. Returns the resolved key ARN per Region and the warnings.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -74,5 +77,40 @@ class PreflightChecksOperator(SecureDrOperator):
                 f"Pre-flight security checks failed ({len(problems)}); nothing was created:\n"
                 f"{listing}"
             )
+        warnings = self._snapshot_quota_warnings()
+        for warning in warnings:
+            self.log.warning("%s", warning)
         self.log.info("Pre-flight checks passed for %d Region(s).", len(plan.all_regions))
-        return {"key_arns": key_arns, "signing_key_id": signing_key_id}
+        return {"key_arns": key_arns, "signing_key_id": signing_key_id, "warnings": warnings}
+
+    def _snapshot_quota_warnings(self) -> list[str]:
+        """Whether retention would need more manual DB snapshots than the quota allows.
+
+        AWS: 100 manual DB snapshots per Region by default (adjustable); beyond it CreateDBSnapshot
+        and CopyDBSnapshot answer SnapshotQuotaExceeded.
+        https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html
+        """
+        plan = self.plan
+        if "rds" not in plan.selection.resource_types:
+            return []
+        sel, quota, keep = plan.selection, plan.rds.manual_snapshot_quota, plan.retention.keep_days
+        counts = {
+            region: sum(
+                1
+                for r in rds_adapter.discover_instances(
+                    self.clients.rds(region), region, sel.tag_key, sel.tag_value
+                )
+                if not r.unsupported
+            )
+            for region in plan.regions.sources
+        }
+        counts[plan.regions.dr] = sum(counts.values())  # every source's copies land there
+        return [
+            f"retention keeps {keep} nightly snapshot(s) of each of {n} protected database(s) in "
+            f"{region}: about {keep * n} manual DB snapshots, over the quota of {quota} "
+            "(rds.manual_snapshot_quota). Nights will fail with SnapshotQuotaExceeded once it is "
+            "reached: lower retention.keep_days or request a higher 'Manual DB instance "
+            "snapshots' quota in Service Quotas"
+            for region, n in counts.items()
+            if keep * n > quota
+        ]

@@ -22,8 +22,9 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
-    any DR copy failed verification, any file set failed or any earlier step failed, naming
-    them.
+    any resource could not be protected, any DR copy failed verification, any file set failed or
+    any earlier step failed, naming them. It is the last step, so the manifest of everything
+    that WAS protected is already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
@@ -97,6 +98,11 @@ class NightlyReportOperator(SecureDrOperator):
         self.log.info("Run report (%s):\n%s", report["report_url"], text)
         if not report["succeeded"]:
             reasons = []
+            if report["not_protected"]:
+                reasons.append(
+                    "resources NOT protected: "
+                    + "; ".join(f"{n['source']} ({n['reason']})" for n in report["not_protected"])
+                )
             if report["failed_verification"]:
                 reasons.append(
                     "DR copies failed verification: " + ", ".join(report["failed_verification"])

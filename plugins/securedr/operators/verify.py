@@ -20,7 +20,10 @@ class VerifyDrCopiesOperator(SecureDrOperator):
     the fact is reported as an incident (in the result, the log and the run report); a copy that
     fails any other check is recorded as failed with every reason, and the run's final step fails
     naming it. Copies that pass are tagged ``securedr:verified=<run id>`` (and so are their source
-    snapshots), which is what retention counts as a good copy. Returns one verdict per point.
+    snapshots), which is what retention counts as a good copy. Every verdict carries the DR
+    copy's own AWS timestamp (``StartTime`` / ``SnapshotCreateTime``) read here, whatever the copy
+    step saw. A resource already ruled out upstream (``not_protected``) gets a failed verdict
+    naming why, so the manifest and the report list it. Returns one verdict per point.
     """
 
     template_fields: Sequence[str] = ("points", "plan_path")
@@ -34,7 +37,8 @@ class VerifyDrCopiesOperator(SecureDrOperator):
         plan = self.plan
         dr = plan.regions.dr
         expected = self.key_arn(dr)
-        points = [RecoveryPoint.from_dict(p) for p in self.points or []]
+        all_points = [RecoveryPoint.from_dict(p) for p in self.points or []]
+        points = [p for p in all_points if p.protected]
         ebs_found = ebs.describe_snapshots(
             self.clients.ec2(dr),
             [p.dr_snapshot_id for p in points if p.kind == "ebs" and p.dr_snapshot_id],
@@ -44,11 +48,22 @@ class VerifyDrCopiesOperator(SecureDrOperator):
             [p.dr_snapshot_id for p in points if p.kind == "rds" and p.dr_snapshot_id],
         )
         now = datetime.now(UTC).isoformat()
-        verdicts: list[Verification] = []
+        verdicts: list[Verification] = [
+            Verification(
+                point=p.to_dict(),
+                passed=False,
+                problems=[f"not protected: {p.not_protected}"],
+                checked_at=now,
+            )
+            for p in all_points
+            if not p.protected
+        ]
         for point in points:
             found = (ebs_found if point.kind == "ebs" else rds_found).get(
                 point.dr_snapshot_id or ""
             )
+            if found:
+                point.dr_created_at = _aws_time(point, found) or point.dr_created_at
             problems = dr_copy_problems(point, found, expected_key_arn=expected, plan=plan.name)
             incidents, still_shared = self._enforce_private(point) if found else ([], False)
             if still_shared:
@@ -67,6 +82,9 @@ class VerifyDrCopiesOperator(SecureDrOperator):
                 )
             else:
                 self.log.info("Verified %s -> %s/%s", point.label, dr, point.dr_snapshot_id)
+        for verdict in verdicts:
+            if not verdict.recovery_point.protected:
+                self.log.error("NOT PROTECTED %s", verdict.problems[0])
         self._tag_verified([v.recovery_point for v in verdicts if v.passed], run_id)
         passed = sum(1 for v in verdicts if v.passed)
         self.log.info("Verification: %d/%d DR copies passed.", passed, len(verdicts))
@@ -111,3 +129,17 @@ class VerifyDrCopiesOperator(SecureDrOperator):
                     rds.add_tags(self.clients.rds(p.source_region), p.snapshot_arn, tag)
         for region, ids in by_region.items():
             ebs.add_tags(self.clients.ec2(region), ids, tag)
+
+
+def _aws_time(point: RecoveryPoint, snapshot: dict[str, Any]) -> str | None:
+    """The DR copy's own AWS timestamp: when AWS started it, never a local clock.
+
+    EBS: ``StartTime`` ("The time stamp when the snapshot was initiated").
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_Snapshot.html
+    RDS: ``SnapshotCreateTime`` ("Changes for the copy when the snapshot is copied", unlike
+    ``OriginalSnapshotCreateTime``). https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DBSnapshot.html
+    """
+    value = snapshot.get("StartTime" if point.kind == "ebs" else "SnapshotCreateTime")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return None if value is None else str(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Literal
@@ -9,7 +10,7 @@ from typing import Any, Literal
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from securedr.aws.snapshots import ref_key, statuses
+from securedr.aws.snapshots import grace_deadlines, ref_key, statuses
 from securedr.core.model import RecoveryPoint, SnapshotRef
 from securedr.core.status import evaluate
 from securedr.operators.base import SecureDrMixin
@@ -17,13 +18,16 @@ from securedr.triggers.recovery_points import RecoveryPointsTrigger
 
 
 class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
-    """Wait until every snapshot of ``points`` completes; fail fast, by name, if one fails.
+    """Wait until every snapshot of ``points`` completes or fails; name every one that fails.
 
     Guarantees: one batched describe per (Region, kind) per poll, whatever the number of
-    snapshots; a snapshot that enters ``error`` fails the task at the next poll with the reason AWS
-    gave; the overall wait is bounded by the plan's ``waits`` (or ``timeout_minutes``), not by a
-    botocore waiter's retry limit. With ``deferrable=True`` (default) the wait runs in the
-    triggerer and holds no worker slot.
+    snapshots; a snapshot that enters ``error`` is logged by name with the reason AWS gave and no
+    longer waited for, while the others still are (per-resource isolation: the copy step marks
+    that resource not protected, and the run's report fails naming it); points already ruled out
+    upstream are skipped; "not found" within ``waits.missing_grace_seconds`` of the request is
+    pending (eventual consistency); the overall wait is bounded by the plan's ``waits`` (or
+    ``timeout_minutes``), not by a botocore waiter's retry limit. With ``deferrable=True``
+    (default) the wait runs in the triggerer and holds no worker slot.
 
     :param points: recovery points (dicts) from the upstream step
     :param location: ``"source"`` to wait for the source snapshots, ``"dr"`` for the DR copies
@@ -54,15 +58,19 @@ class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
         self.aws_conn_id = aws_conn_id
 
     def _points(self) -> list[RecoveryPoint]:
-        return [RecoveryPoint.from_dict(p) for p in self.points or []]
+        points = [RecoveryPoint.from_dict(p) for p in self.points or []]
+        if self.location == "dr":
+            return [p for p in points if p.protected and p.dr_snapshot_id]
+        return [p for p in points if p.protected and p.snapshot_id]
 
-    def _refs(self) -> list[SnapshotRef]:
+    def _refs(self, excluded: Sequence[str] = ()) -> list[SnapshotRef]:
         points = self._points()
-        return [p.source_ref if self.location == "source" else p.dr_ref for p in points]
+        refs = [p.source_ref if self.location == "source" else p.dr_ref for p in points]
+        return [r for r in refs if ref_key(r) not in set(excluded)]
 
     def _labels(self) -> dict[str, str]:
         points = self._points()
-        refs = self._refs()
+        refs = [p.source_ref if self.location == "source" else p.dr_ref for p in points]
         return {ref_key(r): p.label for r, p in zip(refs, points, strict=True)}
 
     def _wait_seconds(self) -> float:
@@ -76,8 +84,13 @@ class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
         )
         return minutes * 60
 
-    def execute(self, context: Any) -> Any:
-        refs = self._refs()
+    def execute(
+        self,
+        context: Any,
+        excluded: list[str] | None = None,
+        deadline: float | None = None,
+    ) -> Any:
+        refs = self._refs(excluded or [])
         if not refs:
             self.log.info("No %s snapshots to wait for.", self.location)
             return None
@@ -87,30 +100,47 @@ class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
             self.poke_interval = poll
             self.timeout = self._wait_seconds()
             return super().execute(context)
+        deadline = deadline or time.time() + self._wait_seconds()
+        remaining = max(1.0, deadline - time.time())
         self.defer(
             trigger=RecoveryPointsTrigger(
                 refs=[r.to_dict() for r in refs],
                 aws_conn_id=self.aws_conn_id,
                 poll_seconds=poll,
-                timeout_seconds=self._wait_seconds(),
+                timeout_seconds=remaining,
+                missing_grace_seconds=self.plan.waits.missing_grace_seconds,
             ),
             method_name="execute_complete",
+            kwargs={"excluded": list(excluded or []), "deadline": deadline},
             # A backstop only: the trigger reports its own timeout with the pending names.
-            timeout=timedelta(seconds=self._wait_seconds() + 10 * poll),
+            timeout=timedelta(seconds=remaining + 10 * poll),
         )
 
     def poke(self, context: Any) -> bool:
         refs = self._refs()
-        progress = evaluate([ref_key(r) for r in refs], statuses(self.clients, refs))
+        progress = evaluate(
+            [ref_key(r) for r in refs],
+            statuses(self.clients, refs),
+            missing_grace_until=grace_deadlines(refs, self.plan.waits.missing_grace_seconds),
+            now=time.time(),
+        )
         self.log.info("%s snapshots: %s", self.location, progress.summary())
         if progress.failed:
-            self._fail(progress.failed)
+            self._report_failed(progress.failed)
         return not progress.pending
 
-    def execute_complete(self, context: Any, event: dict[str, Any]) -> None:
+    def execute_complete(
+        self,
+        context: Any,
+        event: dict[str, Any],
+        excluded: list[str] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         status = event.get("status")
         if status == "error":
-            self._fail(event["failed"])
+            self._report_failed(event["failed"])
+            excluded = sorted({*(excluded or []), *event["failed"]})
+            return self.execute(context, excluded=excluded, deadline=deadline)
         if status == "timeout":
             labels = self._labels()
             names = ", ".join(f"{labels.get(k, k)} ({k})" for k in event["pending"])
@@ -119,8 +149,16 @@ class RecoveryPointsSensor(SecureDrMixin, BaseSensorOperator):
                 "Raise the plan's waits if copies of this size need longer."
             )
         self.log.info("All %d %s snapshot(s) completed.", len(event["completed"]), self.location)
+        return None
 
-    def _fail(self, failed: dict[str, str]) -> None:
+    def _report_failed(self, failed: dict[str, str]) -> None:
         labels = self._labels()
-        lines = "; ".join(f"{labels.get(k, k)} ({k}): {reason}" for k, reason in failed.items())
-        raise AirflowFailException(f"{len(failed)} {self.location} snapshot(s) failed: {lines}")
+        for key, reason in failed.items():
+            self.log.error(
+                "%s snapshot of %s (%s) failed: %s; that resource is not protected tonight, the "
+                "others go on.",
+                self.location,
+                labels.get(key, key),
+                key,
+                reason,
+            )
