@@ -63,3 +63,34 @@ def test_a_retried_db_restore_adopts_its_instance_once_it_is_visible(
     assert again["created"] is False
     rds = boto3.client("rds", region_name=restore_plan.regions.dr)
     assert len(rds.describe_db_instances()["DBInstances"]) == 1
+
+
+def test_the_restore_wait_sees_through_the_sandboxs_consistency_section(restore_plan, backup):
+    """With the sandbox's ``consistency`` section on, restored volumes and the DB instance are
+    missing from describes right after their creation: the wait defers instead of failing, and
+    its trigger completes once they show up."""
+    import asyncio
+
+    import pytest
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from sandbox import realism
+
+    realism.configure("consistency", seconds=3)
+    h = _retrieved()
+    h.restore("ebs")
+    h.restore("rds")
+
+    with pytest.raises(TaskDeferred) as deferred:
+        h.wait()
+
+    trigger = deferred.value.trigger
+    trigger.poll_seconds = 0.5
+
+    async def first_event():
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "success", event
+    assert len(event["completed"]) == len(backup.points)
