@@ -338,6 +338,29 @@ def test_every_verified_entry_carries_its_dr_copys_aws_time(estate, plan, ctx):
         )
 
 
+def test_an_rds_point_taken_before_aws_showed_its_time_gets_it_from_its_dr_copy(
+    estate, plan, ctx
+):
+    # AWS omits SnapshotCreateTime until a DB snapshot is available, so the snapshot step can
+    # record an RDS point without its time; without it a drill cannot measure the RPO.
+    with realism.section("timing", db_snapshot_seconds=3600):
+        points = snapshot(ctx)
+    rds_points = [p for p in points if p["kind"] == "rds"]
+    assert rds_points and all(p["created_at"] is None for p in rds_points)
+    realism.advance(3600)
+    copied = copy_op(points).execute(ctx)
+    verdicts = VerifyDrCopiesOperator(task_id="verify", points=copied).execute(ctx)
+    for verdict in verdicts:
+        point = verdict["point"]
+        if point["kind"] != "rds":
+            continue
+        source = boto3.client("rds", region_name=point["source_region"]).describe_db_snapshots(
+            DBSnapshotIdentifier=point["snapshot_id"]
+        )["DBSnapshots"][0]
+        assert verdict["passed"]
+        assert point["created_at"] == source["SnapshotCreateTime"].astimezone(UTC).isoformat()
+
+
 # --- Eventual consistency ---------------------------------------------------------------------
 
 

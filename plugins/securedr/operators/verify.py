@@ -22,7 +22,8 @@ class VerifyDrCopiesOperator(SecureDrOperator):
     naming it. Copies that pass are tagged ``securedr:verified=<run id>`` (and so are their source
     snapshots), which is what retention counts as a good copy. Every verdict carries the DR
     copy's own AWS timestamp (``StartTime`` / ``SnapshotCreateTime``) read here, whatever the copy
-    step saw. A resource already ruled out upstream (``not_protected``) gets a failed verdict
+    step saw, and the point's own creation time when the snapshot step could not see it yet. A
+    resource already ruled out upstream (``not_protected``) gets a failed verdict
     naming why, so the manifest and the report list it. Returns one verdict per point.
     """
 
@@ -64,6 +65,7 @@ class VerifyDrCopiesOperator(SecureDrOperator):
             )
             if found:
                 point.dr_created_at = _aws_time(point, found) or point.dr_created_at
+                point.created_at = point.created_at or _source_time(point, found)
             problems = dr_copy_problems(point, found, expected_key_arn=expected, plan=plan.name)
             incidents, still_shared = self._enforce_private(point) if found else ([], False)
             if still_shared:
@@ -129,6 +131,21 @@ class VerifyDrCopiesOperator(SecureDrOperator):
                     rds.add_tags(self.clients.rds(p.source_region), p.snapshot_arn, tag)
         for region, ids in by_region.items():
             ebs.add_tags(self.clients.ec2(region), ids, tag)
+
+
+def _source_time(point: RecoveryPoint, dr_copy: dict[str, Any]) -> str | None:
+    """When the recovery point itself was taken, read from its DR copy.
+
+    An RDS snapshot has no ``SnapshotCreateTime`` until it is available, so a point started in
+    the snapshot step may carry none; the copy's ``OriginalSnapshotCreateTime`` is "the time of
+    the CreateDBSnapshot operation ... Doesn't change when the snapshot is copied".
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DBSnapshot.html
+    EBS points always carry the source's ``StartTime``, which AWS returns at CreateSnapshot.
+    """
+    value = dr_copy.get("OriginalSnapshotCreateTime") if point.kind == "rds" else None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return None if value is None else str(value)
 
 
 def _aws_time(point: RecoveryPoint, snapshot: dict[str, Any]) -> str | None:
