@@ -304,7 +304,7 @@ def test_deleted_last_entries_need_an_expected_head() -> None:
     assert report.entries_checked == 7
     assert report.reason == (
         "entry 7: missing - the trail ends at entry 6 but entry 9 was recorded earlier, "
-        "so the newest entries were deleted"
+        "so the newest entries were deleted: entries 7..9 are gone"
     )
     assert verify_chain(CHAIN, TRUSTED, expected_head=(9, CHAIN[9].hash)).ok
     assert verify_chain(CHAIN, TRUSTED, expected_head=(4, CHAIN[4].hash)).ok

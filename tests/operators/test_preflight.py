@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import pytest
@@ -117,3 +118,23 @@ def test_invalid_plan_fails_before_any_aws_call(tmp_path, monkeypatch):
     message = str(err.value)
     assert "regions: the DR Region 'us-east-1' is also a source Region" in message
     assert "retention.min_copies" in message
+
+
+def test_healthy_compliance_estate_has_no_lock_warning(estate, plan, ctx):
+    assert plan.evidence_bucket.object_lock_mode == "COMPLIANCE"
+    assert PreflightChecksOperator(task_id="preflight").execute(ctx)["warnings"] == []
+
+
+def test_governance_opt_in_passes_with_a_warning(estate, plan, ctx, tmp_path, monkeypatch):
+    data = yaml.safe_load(Path("include/dr_plan.yaml").read_text())
+    data["evidence_bucket"].update(object_lock_mode="GOVERNANCE", allow_governance=True)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SECUREDR_PLAN", str(path))
+    log = mock.MagicMock()
+    monkeypatch.setattr(PreflightChecksOperator, "log", log)
+    # The bucket's default retention is COMPLIANCE in the seeded estate: only the plan warns.
+    result = PreflightChecksOperator(task_id="preflight").execute(ctx)
+    (warning,) = result["warnings"]
+    assert "locked in GOVERNANCE mode" in warning and "s3:BypassGovernanceRetention" in warning
+    log.warning.assert_any_call("Pre-flight warning: %s", warning)

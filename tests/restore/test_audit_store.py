@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -107,7 +108,9 @@ def test_deleted_entry_is_found(trail, plan, signing_keys, capsys):
     s3.delete_object(Bucket=bucket, Key=trail.keys()[2])  # a delete marker hides it
     code, out = _verify_cli(capsys)
     assert code == 1
-    assert "BROKEN at entry 2: missing" in out
+    assert "TAMPERED WITH (1 finding(s)): entry 2 is hidden by a delete marker" in out
+    # Read by versions, the hidden entry is still checked: the chain itself is whole.
+    assert "The hash chain itself verifies (5 entries" in out
 
 
 def test_edited_entry_is_found(trail, plan, signing_keys, capsys):
@@ -119,7 +122,7 @@ def test_edited_entry_is_found(trail, plan, signing_keys, capsys):
     s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(entry).encode())  # a new version
     code, out = _verify_cli(capsys)
     assert code == 1
-    assert "BROKEN at entry 3: content does not match its hash" in out
+    assert "entry 3 was rewritten: 2 stored versions of a write-once object" in out
 
 
 def test_reordered_entries_are_found(trail, plan, signing_keys, capsys):
@@ -132,7 +135,7 @@ def test_reordered_entries_are_found(trail, plan, signing_keys, capsys):
     s3.put_object(Bucket=bucket, Key=k2, Body=b1)
     code, out = _verify_cli(capsys)
     assert code == 1
-    assert "BROKEN at entry 1" in out and "moved or renamed" in out
+    assert "entry 1 was rewritten" in out and "entry 2 was rewritten" in out
 
 
 def test_entry_resigned_by_an_attacker_is_found(trail, plan, signing_keys, capsys):
@@ -153,7 +156,7 @@ def test_entry_resigned_by_an_attacker_is_found(trail, plan, signing_keys, capsy
     s3, bucket = _raw(plan)
     s3.put_object(Bucket=bucket, Key=trail.keys()[2], Body=entry_to_json(forged))
     code, out = _verify_cli(capsys)
-    assert code == 1 and "BROKEN at entry 2: signed by key" in out
+    assert code == 1 and "entry 2 was rewritten" in out
 
 
 def test_garbage_object_is_a_break_not_a_crash(trail, plan, signing_keys, capsys):
@@ -161,7 +164,7 @@ def test_garbage_object_is_a_break_not_a_crash(trail, plan, signing_keys, capsys
     s3, bucket = _raw(plan)
     s3.put_object(Bucket=bucket, Key=trail.keys()[1], Body=b"{not json")
     code, out = _verify_cli(capsys)
-    assert code == 1 and "BROKEN at entry 1: malformed audit entry" in out
+    assert code == 1 and "entry 1 was rewritten" in out
     # Writers keep appending after an unreadable head; the break stays reported.
     entry = _append(trail, signing_keys, 1, start=7)[0]
     assert entry.seq == 2
@@ -169,18 +172,135 @@ def test_garbage_object_is_a_break_not_a_crash(trail, plan, signing_keys, capsys
     assert _verify_cli(capsys)[0] == 1
 
 
-def test_truncation_is_found_with_an_expected_head(trail, plan, signing_keys, capsys):
+def test_hidden_newest_entry_is_named_even_against_an_earlier_head(
+    trail, plan, signing_keys, capsys
+):
+    # The restore report records the head before the run's last entry (the notification).
     entries = _append(trail, signing_keys, 4)
     s3, bucket = _raw(plan)
     s3.delete_object(Bucket=bucket, Key=trail.keys()[-1])
-    assert securedr_cli(["audit-verify"]) == 0  # a shorter chain is still a valid chain...
-    capsys.readouterr()
-    code = securedr_cli(["audit-verify", "--expected-head", f"3:{entries[3].hash}"])
+    code = securedr_cli(["audit-verify", "--expected-head", f"2:{entries[2].hash}"])
     out = capsys.readouterr().out
-    assert code == 1 and "newest entries were deleted" in out  # ...unless its head was recorded
+    assert code == 1
+    assert "entry 3 is hidden by a delete marker" in out
+
+
+def test_a_forged_or_edited_version_is_caught_by_the_chain_when_it_is_the_only_one(
+    trail, plan, signing_keys, capsys
+):
+    # The only version of a key is what the chain checks: an edited body there is an edit.
+    entries = _append(trail, signing_keys, 3)
+    s3, bucket = _raw(plan)
+    forged = json.loads(entry_to_json(entries[2]))
+    forged["outcome"] = "succeeded"
+    key = f"{trail.prefix}/{3:012d}.json"
+    forged.update(seq=3, prev_hash=entries[2].hash)
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(forged).encode())
+    code, out = _verify_cli(capsys)
+    assert code == 1 and "BROKEN at entry 3: content does not match its hash" in out
+
+
+def test_head_reads_through_a_hidden_entry_so_appends_never_reuse_its_number(
+    trail, plan, signing_keys
+):
+    _append(trail, signing_keys, 3)
+    s3, bucket = _raw(plan)
+    s3.delete_object(Bucket=bucket, Key=trail.keys()[-1])
+    entry = _append(trail, signing_keys, 1, start=50)[0]
+    assert entry.seq == 3
+    report = trail.verify([signing_keys[1]])
+    assert report.chain_intact and report.entries_checked == 4
+    assert report.findings == (report.findings[0],) and "entry 2 is hidden" in report.reason
+
+
+def test_anchor_is_signed_written_once_and_checked(trail, plan, signing_keys, estate, capsys):
+    entries = _append(trail, signing_keys, 3)
+    anchor = trail.anchor(run_id="manual__test", private_key_pem=signing_keys[0])
+    assert anchor.head == (2, entries[2].hash)
+    assert anchor.key == f"securedr/audit-anchors/{plan.name}/{2:012d}.json"
+    s3, bucket = _raw(plan)
+    head = s3.head_object(Bucket=bucket, Key=anchor.key)
+    assert head["ObjectLockMode"] == plan.evidence_bucket.object_lock_mode
+    assert head["SSEKMSKeyId"] == estate.key_arns[plan.regions.dr]
+    # Anchoring the same head again (a retry) is a no-op, not an error or a second version.
+    assert trail.anchor(run_id="manual__retry", private_key_pem=signing_keys[0]).seq == 2
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=anchor.key)["Versions"]
+    assert len(versions) == 1
+    code, out = _verify_cli(capsys)
+    assert code == 0, out
+    assert "Checked against the newest anchor: entry 2" in out
+    assert trail.anchors([signing_keys[1]]).newest.run_id == "manual__test"
+
+
+def test_entries_cut_after_the_anchor_are_named(trail, plan, signing_keys, estate, capsys):
+    # Versions can be removed for good only by bypassing GOVERNANCE retention (or after it
+    # lapsed); the anchor is what still names them then.
+    store = evidence_store(plan, estate.key_arns[plan.regions.dr])
+    store.lock_mode = "GOVERNANCE"
+    governed = S3AuditTrail.for_evidence(store, plan.name)
+    _append(governed, signing_keys, 5)
+    governed.anchor(run_id="manual__test", private_key_pem=signing_keys[0])
+    s3, bucket = _raw(plan)
+    for key in governed.keys()[3:]:
+        for version in s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]:
+            s3.delete_object(
+                Bucket=bucket,
+                Key=key,
+                VersionId=version["VersionId"],
+                BypassGovernanceRetention=True,
+            )
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "BROKEN at entry 3: missing" in out and "entries 3..4 are gone" in out
+
+
+def test_a_forged_anchor_is_named_and_ignored(trail, plan, signing_keys, capsys):
+    from securedr.core.anchor import anchor_document
+    from securedr.core.signing import canonical_json, generate_signing_key
+
+    _append(trail, signing_keys, 2)
+    key, document = anchor_document(
+        plan=plan.name,
+        seq=9,
+        hash_="b" * 64,
+        run_id="mallory",
+        anchored_at=datetime.now(UTC),
+        private_key_pem=generate_signing_key()[0],
+        evidence_prefix=plan.evidence_bucket.prefix,
+    )
+    s3, bucket = _raw(plan)
+    s3.put_object(Bucket=bucket, Key=key, Body=canonical_json(document))
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert f"anchor {key} cannot be trusted" in out
+    assert "No signed anchor of the trail's head was found" in out
+
+
+def test_a_hidden_anchor_is_named_and_still_used(trail, plan, signing_keys, capsys):
+    _append(trail, signing_keys, 2)
+    anchor = trail.anchor(run_id="manual__test", private_key_pem=signing_keys[0])
+    s3, bucket = _raw(plan)
+    s3.delete_object(Bucket=bucket, Key=anchor.key)
+    code, out = _verify_cli(capsys)
+    assert code == 1
+    assert "anchor of entry 1 is hidden by a delete marker" in out
+    assert "Checked against the newest anchor: entry 1" in out
 
 
 def test_cli_reports_what_it_could_not_check(plan, capsys, tmp_path):
     code = securedr_cli(["audit-verify", "--trusted-keys", str(tmp_path / "missing.pem")])
     assert code == 2
     assert "cannot read the trusted keys" in capsys.readouterr().err
+
+
+def test_anchor_retries_a_conditional_write_conflict(trail, plan, signing_keys):
+    import sandbox.realism as realism
+
+    # Every 2nd conditional write answers 409 ConditionalRequestConflict and writes nothing:
+    # the append is the 1st, the anchor's first try the 2nd.
+    with realism.section("s3", conflict_every=2):
+        _append(trail, signing_keys, 1)
+        anchor = trail.anchor(run_id="manual__test", private_key_pem=signing_keys[0])
+    s3, bucket = _raw(plan)
+    assert s3.head_object(Bucket=bucket, Key=anchor.key)["ContentLength"] > 0
+    assert trail.anchors([signing_keys[1]]).newest.head == anchor.head

@@ -42,7 +42,14 @@ RESTORE_MODULES = [
 SHARED_HELPERS = {
     "aws/ebs.py": ["describe_snapshots", "describe_requests", "sharing"],
     "aws/rds.py": ["describe_snapshots", "describe_requests", "sharing"],
-    "aws/evidence.py": ["EvidenceStore.put", "EvidenceStore.get", "EvidenceStore.list"],
+    "aws/evidence.py": [
+        "EvidenceStore.put",
+        "EvidenceStore.get",
+        "EvidenceStore.list",
+        "EvidenceStore.hidden",
+        "EvidenceStore.versions",
+        "list_versions",
+    ],
     "aws/kms.py": ["describe_key"],
     "aws/filesets.py": [
         "restore_file",
@@ -61,6 +68,8 @@ ASSUME = ("sts", "AssumeRole")
 RENAMED = {
     ("s3", "ListObjectsV2"): "s3:ListBucket",
     ("s3", "HeadObject"): "s3:GetObject",
+    # https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html
+    ("s3", "ListObjectVersions"): "s3:ListBucketVersions",
 }
 #: Actions AWS checks on top of the call itself, with the request parameter that triggers them.
 IMPLIED = {

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from securedr.aws.errors import error_code
+from securedr.core.audit import ObjectVersion
 
 
 class EvidenceExists(Exception):
@@ -75,6 +76,21 @@ class EvidenceStore:
             raise
         return True
 
+    def get_version(self, key: str, version_id: str) -> bytes:
+        """One stored version of ``key``, even when a delete marker hides it."""
+        response = self.s3.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        return bytes(response["Body"].read())
+
+    def versions(self, *parts: str) -> list[ObjectVersion]:
+        """Every version and delete marker under ``prefix/parts...`` (see
+        :func:`list_versions`)."""
+        return list_versions(self.s3, self.bucket, self.key(*parts).rstrip("/") + "/")
+
+    def hidden(self, *parts: str) -> list[str]:
+        """Keys under ``prefix/parts...`` whose current version is a delete marker, sorted:
+        objects somebody deleted from the evidence, which the plain listing no longer shows."""
+        return sorted({v.key for v in self.versions(*parts) if v.is_latest and v.delete_marker})
+
     def list(self, *parts: str) -> list[str]:
         """Keys under ``prefix/parts...``, in lexical order."""
         keys: list[str] = []
@@ -84,6 +100,58 @@ class EvidenceStore:
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
+
+
+def list_versions(s3: Any, bucket: str, prefix: str) -> list[ObjectVersion]:
+    """Every stored version and delete marker under ``prefix`` (ListObjectVersions, paginated).
+
+    Object Lock protects versions, not the current view: a plain DeleteObject adds a delete
+    marker that hides the object from ListObjectsV2 while its version stays stored
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html). Reading the
+    versions is how a hidden or rewritten object is seen. S3 returns versions and delete markers
+    in two lists; rows of one key are merged newest first by ``LastModified`` (the latest row
+    first on a tie) into :attr:`ObjectVersion.order`.
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html
+    """
+    rows: list[tuple[str, bool, Any, int, dict[str, Any]]] = []
+    position = 0
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for marker, items in (
+            (False, page.get("Versions", [])),
+            (True, page.get("DeleteMarkers", [])),
+        ):
+            for item in items:
+                rows.append((item["Key"], marker, item.get("LastModified"), position, item))
+                position += 1
+    by_key: dict[str, list[tuple[str, bool, Any, int, dict[str, Any]]]] = {}
+    for row in rows:
+        by_key.setdefault(row[0], []).append(row)
+    versions: list[ObjectVersion] = []
+    for key, items in by_key.items():
+        # Newest first: latest row, then LastModified descending, then S3's own order.
+        items.sort(
+            key=lambda r: (
+                not r[4].get("IsLatest", False),
+                -(r[2].timestamp() if isinstance(r[2], datetime) else 0.0),
+                r[3],
+            )
+        )
+        for order, (_, marker, modified, _, item) in enumerate(items):
+            versions.append(
+                ObjectVersion(
+                    key=key,
+                    version_id=str(item.get("VersionId")),
+                    is_latest=bool(item.get("IsLatest", False)),
+                    delete_marker=marker,
+                    last_modified=(
+                        modified.astimezone(UTC).isoformat()
+                        if isinstance(modified, datetime)
+                        else str(modified)
+                    ),
+                    order=order,
+                )
+            )
+    return versions
 
 
 def bucket_settings(s3: Any, bucket: str) -> dict[str, Any]:

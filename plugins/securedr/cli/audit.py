@@ -1,10 +1,12 @@
 """``securedr audit-verify``: check the audit trail in the evidence bucket, link by link.
 
-Reads every entry of the plan's trail from S3 (credentials and endpoint from the usual AWS
-environment: profile, role, ``AWS_ENDPOINT_URL``), verifies hashes, signatures against the
-plan's trusted keys and the chain, and prints a one-paragraph verdict naming the first broken
-link. Exit status: 0 intact, 1 broken, 2 could not check (the message says why). No Airflow
-needed.
+Reads every entry of the plan's trail from S3 by object versions (credentials and endpoint from
+the usual AWS environment: profile, role, ``AWS_ENDPOINT_URL``), verifies hashes, signatures
+against the plan's trusted keys and the chain, checks the trail against the newest signed anchor
+of its head (every entry up to the anchored one must still be there), and prints a
+one-paragraph verdict naming the first broken link and every entry hidden by a delete marker,
+deleted or rewritten. Exit status: 0 intact, 1 broken, 2 could not check (the message says
+why). No Airflow needed.
 """
 
 from __future__ import annotations
@@ -95,8 +97,19 @@ def _audit_verify(args: argparse.Namespace) -> int:
         plan=plan.name,
     )
     try:
+        anchor = trail.anchors(trusted).newest
         report = trail.verify(trusted, expected_head=expected_head)
     except (BotoCoreError, ClientError) as exc:
         return _fail(f"cannot read {trail.url}: {exc}")
     print(f"{trail.url}: {render_report(report)}")
+    if anchor is None:
+        print(
+            "No signed anchor of the trail's head was found: entries deleted from the end of "
+            "the trail could not be detected (runs anchor the head when they end)."
+        )
+    else:
+        print(
+            f"Checked against the newest anchor: entry {anchor.seq} (hash {anchor.hash}), "
+            f"anchored by run {anchor.run_id} at {anchor.anchored_at} ({anchor.key})."
+        )
     return EXIT_OK if report.ok else EXIT_BROKEN

@@ -18,7 +18,14 @@ same ``seq`` - the loser re-reads the head and retries.
 Limits, stated honestly:
 
 * Truncating the *end* of the trail leaves a valid shorter chain. Pass ``expected_head``
-  (a ``(seq, hash)`` recorded elsewhere, e.g. in the last run report) to detect it.
+  (a ``(seq, hash)`` recorded elsewhere: the newest signed anchor, :mod:`securedr.core.anchor`,
+  or a run report) to detect it.
+* The bucket is versioned and Object-Locked, which protects *versions*, not the current view:
+  a plain DeleteObject adds a delete marker that hides an entry from ordinary listings, and a
+  PutObject adds a second version of a write-once key. :func:`version_findings` works on the
+  full version listing and names every such entry, and :func:`chosen_versions` picks the
+  version the chain is verified from (the first one written) so a hidden entry is still
+  checked.
 * ``time`` is supplied by the writer and is not checked for monotonicity: several workers
   with slightly different clocks legitimately write interleaved entries.
 
@@ -51,6 +58,9 @@ __all__ = [
     "AuditError",
     "ChainReport",
     "MalformedEntryError",
+    "ObjectVersion",
+    "VersionFinding",
+    "chosen_versions",
     "entry_from_json",
     "entry_hash",
     "entry_to_json",
@@ -60,6 +70,8 @@ __all__ = [
     "render_report",
     "seq_from_object_key",
     "verify_chain",
+    "version_findings",
+    "with_findings",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -316,6 +328,148 @@ def seq_from_object_key(key: str) -> int:
     return int(match.group(1))
 
 
+# --------------------------------------------------------------------------- versions
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One row of an S3 ListObjectVersions answer (a version or a delete marker).
+
+    ``order`` ranks the rows of one key from newest (0) to oldest, as S3 lists them
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectVersions.html: versions of
+    a key are returned newest first; delete markers come in their own list, so the adapter
+    merges both by ``LastModified``).
+    """
+
+    key: str
+    version_id: str
+    is_latest: bool
+    delete_marker: bool
+    last_modified: str
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class VersionFinding:
+    """Something the version history of one write-once object shows: who can read it, what
+    happened to it."""
+
+    key: str
+    seq: int | None
+    what: str
+
+    def sentence(self, noun: str = "entry") -> str:
+        name = f"{noun} {self.seq}" if self.seq is not None else f"object {self.key}"
+        return f"{name} {self.what}"
+
+
+def _by_key(versions: Iterable[ObjectVersion]) -> dict[str, list[ObjectVersion]]:
+    grouped: dict[str, list[ObjectVersion]] = {}
+    for version in versions:
+        grouped.setdefault(version.key, []).append(version)
+    for rows in grouped.values():
+        rows.sort(key=lambda v: v.order)  # newest first
+    return grouped
+
+
+def _seq_or_none(key: str) -> int | None:
+    try:
+        return seq_from_object_key(key)
+    except ValueError:
+        return None
+
+
+def version_findings(versions: Iterable[ObjectVersion]) -> list[VersionFinding]:
+    """Name every write-once object whose history shows tampering, ordered by key.
+
+    * the current version is a delete marker and a stored version exists: *hidden*;
+    * only delete markers remain: *deleted* (every stored version was removed);
+    * more than one stored version: *rewritten* (a write-once key was written again);
+    * a delete marker below a newer stored version: hidden, then written again.
+    """
+    findings: list[VersionFinding] = []
+    for key, rows in sorted(_by_key(versions).items()):
+        seq = _seq_or_none(key)
+        data = [v for v in rows if not v.delete_marker]
+        markers = [v for v in rows if v.delete_marker]
+        newest = rows[0]
+        if newest.delete_marker and data:
+            findings.append(
+                VersionFinding(
+                    key,
+                    seq,
+                    f"is hidden by a delete marker (version {newest.version_id}, "
+                    f"{newest.last_modified}); its stored version {data[-1].version_id} "
+                    "still exists and was checked",
+                )
+            )
+        elif newest.delete_marker:
+            findings.append(
+                VersionFinding(
+                    key,
+                    seq,
+                    f"was deleted: only a delete marker remains (version {newest.version_id}, "
+                    f"{newest.last_modified}); every stored version of it was removed",
+                )
+            )
+        elif markers:
+            findings.append(
+                VersionFinding(
+                    key,
+                    seq,
+                    f"was hidden by a delete marker ({markers[0].last_modified}) and then "
+                    "written again",
+                )
+            )
+        if len(data) > 1:
+            findings.append(
+                VersionFinding(
+                    key,
+                    seq,
+                    f"was rewritten: {len(data)} stored versions of a write-once object "
+                    f"(newest {data[0].version_id}, {data[0].last_modified}); the first one "
+                    "written was checked",
+                )
+            )
+    return findings
+
+
+def chosen_versions(versions: Iterable[ObjectVersion]) -> dict[str, str]:
+    """Key -> the version to verify: the oldest stored version (the one written first).
+
+    Objects are written once, so the first version is the genuine one; anything later is a
+    rewrite that :func:`version_findings` names. Keys with only delete markers are absent.
+    """
+    chosen: dict[str, str] = {}
+    for key, rows in _by_key(versions).items():
+        data = [v for v in rows if not v.delete_marker]
+        if data:
+            chosen[key] = data[-1].version_id
+    return chosen
+
+
+def with_findings(
+    report: ChainReport, findings: Sequence[VersionFinding], *, noun: str = "entry"
+) -> ChainReport:
+    """``report`` with the version ``findings`` added; not ``ok`` once there is any.
+
+    A break in the chain stays the reported break; otherwise the first finding becomes it.
+    """
+    if not findings:
+        return report
+    sentences = tuple(f.sentence(noun) for f in findings)
+    if not report.ok:
+        return dataclasses.replace(report, findings=sentences)
+    seqs = [f.seq for f in findings if f.seq is not None]
+    return dataclasses.replace(
+        report,
+        ok=False,
+        first_broken_seq=min(seqs) if seqs else None,
+        reason=sentences[0],
+        findings=sentences,
+    )
+
+
 # --------------------------------------------------------------------------- verification
 
 
@@ -336,6 +490,14 @@ class ChainReport:
     first_seq: int | None = None
     last_seq: int | None = None
     last_hash: str | None = None
+    #: What the version history shows besides the chain (hidden, deleted, rewritten entries),
+    #: one sentence each naming the entry; any finding makes the report not ``ok``.
+    findings: tuple[str, ...] = ()
+
+    @property
+    def chain_intact(self) -> bool:
+        """True when every entry verified and only the version history shows tampering."""
+        return self.ok or (bool(self.findings) and self.reason == self.findings[0])
 
 
 def _describe_out_of_place(entries: Sequence[AuditEntry], index: int, expected: int) -> str:
@@ -459,10 +621,16 @@ def verify_chain(
                 if checked
                 else "the trail is empty"
             )
+            first_missing = start + checked
+            gone = (
+                f"entries {first_missing}..{head_seq} are"
+                if head_seq > first_missing
+                else f"entry {head_seq} is"
+            )
             return broken(
-                start + checked,
+                first_missing,
                 f"missing - {ends} but entry {head_seq} was recorded earlier, so the newest "
-                "entries were deleted",
+                f"entries were deleted: {gone} gone",
                 checked,
             )
         if head_seq >= start and entries[head_seq - start].hash != head_hash:
@@ -498,6 +666,16 @@ def render_report(report: ChainReport) -> str:
             "signed by a trusted key and is chained to its predecessor. "
             f"Head hash {report.last_hash}."
         )
+    if report.chain_intact:
+        listing = "; ".join(report.findings)
+        return (
+            f"Audit trail TAMPERED WITH ({len(report.findings)} finding(s)): {listing}. "
+            f"The hash chain itself verifies ({report.entries_checked} entries, seq "
+            f"{report.first_seq} to {report.last_seq}, each read from the version first "
+            "written), so what was hidden or rewritten is known. Investigate who had write "
+            "access to the audit bucket, and keep every version as it is for forensics."
+        )
+    also = f" Also in the version history: {'; '.join(report.findings)}." if report.findings else ""
     if report.entries_checked:
         intact = (
             f"The {report.entries_checked} entries before it (seq {report.first_seq} to "
@@ -509,7 +687,7 @@ def render_report(report: ChainReport) -> str:
         intact = "No entry before it could be verified"
     return (
         f"Audit trail BROKEN at {report.reason}. {intact}; "
-        f"nothing from entry {report.first_broken_seq} on can be trusted. "
+        f"nothing from entry {report.first_broken_seq} on can be trusted.{also} "
         "Investigate who had write access to the audit bucket, and keep the objects as they "
         "are for forensics."
     )

@@ -81,3 +81,31 @@ def evidence_bucket_problems(
     if not all(pab.get(flag) for flag in flags):
         problems.append(f"bucket {bucket} does not block all public access")
     return problems
+
+
+def evidence_lock_warnings(
+    bucket: str, plan_mode: str, object_lock: dict[str, Any] | None
+) -> list[str]:
+    """Warnings (not failures) about how weakly the evidence is locked.
+
+    GOVERNANCE retention can be lifted by anyone granted ``s3:BypassGovernanceRetention``
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html#object-lock-retention-modes),
+    so a plan that opted into it (``evidence_bucket.allow_governance``) hears about it on every
+    run, and so does a COMPLIANCE plan whose bucket's default retention is GOVERNANCE.
+    """
+    warnings: list[str] = []
+    if plan_mode == "GOVERNANCE":
+        warnings.append(
+            f"evidence in bucket {bucket} is locked in GOVERNANCE mode "
+            "(evidence_bucket.allow_governance: true): anyone granted "
+            "s3:BypassGovernanceRetention can delete manifests, reports and audit entries; "
+            "switch evidence_bucket.object_lock_mode to COMPLIANCE"
+        )
+    default = ((object_lock or {}).get("Rule") or {}).get("DefaultRetention") or {}
+    if plan_mode == "COMPLIANCE" and default.get("Mode") == "GOVERNANCE":
+        warnings.append(
+            f"bucket {bucket}'s default retention is GOVERNANCE: objects written without "
+            "SecureDR's COMPLIANCE headers can be deleted by anyone granted "
+            "s3:BypassGovernanceRetention; set the default retention to COMPLIANCE"
+        )
+    return warnings

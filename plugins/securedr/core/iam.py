@@ -1,4 +1,5 @@
-"""The restore role's IAM documents, rendered for one plan and account.
+"""The IAM documents SecureDR ships, rendered for one plan and account: the restore role's, and
+the evidence bucket's policy.
 
 ``include/iam/securedr-restore-policy.json`` (permissions) and
 ``include/iam/securedr-restore-trust-policy.json`` (who may assume the role) are templates with
@@ -22,6 +23,8 @@ from securedr.core.plan import Plan
 IAM_DIR = Path(__file__).resolve().parents[3] / "include" / "iam"
 POLICY_TEMPLATE = IAM_DIR / "securedr-restore-policy.json"
 TRUST_TEMPLATE = IAM_DIR / "securedr-restore-trust-policy.json"
+#: Bucket policy of the evidence bucket: nobody but a break-glass principal deletes evidence.
+EVIDENCE_BUCKET_POLICY_TEMPLATE = IAM_DIR / "securedr-evidence-bucket-policy.json"
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z]+)\}")
 
@@ -66,6 +69,20 @@ def policy_values(
         # RDS names the default subnet group "default" when none is given.
         "DbSubnetGroup": plan.restore.db_subnet_group or "default",
         "SnsTopicArn": sns_topic_arn or plan.notifications.sns_topic_arn,
+    }
+
+
+def evidence_bucket_policy_values(plan: Plan, *, break_glass_principal_arn: str) -> dict[str, str]:
+    """The placeholder values of the evidence bucket policy for ``plan``.
+
+    ``break_glass_principal_arn`` is the one IAM role (or user) still allowed to delete evidence
+    versions once their retention has passed and to change the bucket's protection; keep it
+    behind MFA and out of day-to-day use.
+    """
+    return {
+        "EvidenceBucket": plan.evidence_bucket.name,
+        "EvidencePrefix": plan.evidence_bucket.prefix.strip("/"),
+        "BreakGlassPrincipalArn": break_glass_principal_arn,
     }
 
 

@@ -158,9 +158,24 @@ class Targets(_Model):
 
 class EvidenceBucket(_Model):
     name: str
-    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    # COMPLIANCE: no principal, root included, can delete or shorten a locked version before
+    # its retention ends; GOVERNANCE can be bypassed by anyone granted
+    # s3:BypassGovernanceRetention, so it needs an explicit opt-in (and pre-flight warns).
+    # https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html#object-lock-retention-modes
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
     object_lock_days: int = Field(default=30, ge=1, le=36500)
     prefix: str = "securedr"
+    allow_governance: bool = False
+
+    @model_validator(mode="after")
+    def _governance_needs_opt_in(self) -> EvidenceBucket:
+        if self.object_lock_mode == "GOVERNANCE" and not self.allow_governance:
+            raise ValueError(
+                "object_lock_mode GOVERNANCE lets anyone with s3:BypassGovernanceRetention "
+                "delete evidence; use COMPLIANCE, or set evidence_bucket.allow_governance: true "
+                "to accept that explicitly"
+            )
+        return self
 
     @field_validator("name")
     @classmethod

@@ -118,6 +118,23 @@ def manifest_keys_to_read(keys: Sequence[str], request: RestoreRequest, plan: st
     return list(reversed(mine))
 
 
+def hidden_newer_manifests(visible: Sequence[str], hidden: Sequence[str], plan: str) -> list[str]:
+    """Manifests of ``plan`` hidden by a delete marker that are newer than every visible one.
+
+    Object Lock keeps a manifest's version but not its place in the listing: a plain
+    DeleteObject adds a delete marker and "latest" would silently become an older point
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html). Names sort in time
+    order (:func:`securedr.core.manifest.manifest_key`); the result is sorted, newest last.
+    """
+
+    def mine(keys: Sequence[str]) -> list[str]:
+        return sorted(k for k in keys if f"manifests/{plan}/" in k and k.endswith(".json"))
+
+    shown = mine(visible)
+    newest = shown[-1] if shown else ""
+    return [k for k in mine(hidden) if k > newest]
+
+
 def check_manifest_binding(key: str, payload: Mapping[str, Any], plan: str, dr_region: str) -> None:
     """Refuse a verified manifest that is stored under another name than its content implies.
 

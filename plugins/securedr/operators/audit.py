@@ -3,7 +3,9 @@
 :class:`RestoreStepMixin` replaces the connection's clients with the restore role's (so every
 AWS call of a restore step, evidence and audit writes included, runs under that role) and gives
 each step :meth:`RestoreStepMixin.audit` to append who did what to which resource with which
-outcome. A step that refuses to go on audits the refusal before it fails.
+outcome. A step that refuses to go on audits the refusal before it fails. Where a run ends (its
+report, or a refusal), :meth:`RestoreStepMixin.anchor_audit_head` anchors the trail's head in a
+signed, write-once object, so entries hidden or deleted afterwards are named by ``audit-verify``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws.audit_store import S3AuditTrail
 from securedr.aws.sts import AssumedRoleClients, RestoreRoleError, assume_restore_role
+from securedr.core.anchor import Anchor
 from securedr.core.audit import AuditEntry
 from securedr.operators.base import SecureDrMixin, SecureDrOperator, run_identity
 
@@ -86,6 +89,25 @@ class RestoreStepMixin(SecureDrMixin):
         self.log.info("Audited %s %s on %s (entry %d).", action, outcome, resource, entry.seq)
         return entry
 
+    def anchor_audit_head(self, context: Any) -> Anchor | None:
+        """Anchor the audit trail's head after this run's last entry; return the anchor.
+
+        Best effort by design: the run's outcome (a restore done, a refusal) must not be lost
+        to a failed anchor write, and the next run's anchor covers these entries too. A failure
+        is logged as an error.
+        """
+        run_id = self._run_id or self.bind_run(context)
+        try:
+            anchor = self.audit_trail.anchor(
+                run_id=run_id, private_key_pem=self.signing_private_key()
+            )
+        except Exception as exc:
+            self.log.error("Could not anchor the audit trail's head: %s", exc)
+            return None
+        if anchor is not None:
+            self.log.info("Audit trail head anchored: entry %d (%s).", anchor.seq, anchor.key)
+        return anchor
+
     def refuse(
         self,
         context: Any,
@@ -105,6 +127,8 @@ class RestoreStepMixin(SecureDrMixin):
             details={"reason": reason, **(details or {})},
             actor=actor,
         )
+        # A refusal ends the run: anchor the trail right after its last entry.
+        self.anchor_audit_head(context)
         raise AirflowFailException(f"Refused: {reason}")
 
 

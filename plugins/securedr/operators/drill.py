@@ -25,6 +25,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from securedr.aws import drill_sandbox
 from securedr.aws.evidence import EvidenceExists
 from securedr.aws.filesets import verify_file_set_objects
+from securedr.core.audit import render_report
 from securedr.core.drill import (
     ResourceResult,
     drill_record,
@@ -389,7 +390,8 @@ class DrillReportOperator(RestoreStepOperator):
     AWS here (not trusted from the teardown task); the audit trail's hash chain is verified end
     to end; any failed step is named; the JSON record and the HTML report (with the trend across
     the earlier drills stored in the evidence bucket) are written once under Object Lock to
-    ``<prefix>/drills/<plan>/``; the verdict is appended to the audit trail. The task fails with
+    ``<prefix>/drills/<plan>/``; the verdict is appended to the audit trail and the trail's head
+    anchored (signed, write-once). The task fails with
     every reason the drill did not pass, after all of that is written.
     """
 
@@ -423,7 +425,8 @@ class DrillReportOperator(RestoreStepOperator):
         failed_tasks = self._failed_tasks(context)
         chain = self.audit_trail.verify(self.trusted_public_keys())
         if not chain.ok:
-            self.log.error("Audit trail verification failed: %s", chain.reason)
+            # Every hidden, deleted or rewritten entry, not only the first break.
+            self.log.error("Audit trail verification failed: %s", render_report(chain))
         measurement = measure(
             results,
             drill_started_at=started,
@@ -469,6 +472,8 @@ class DrillReportOperator(RestoreStepOperator):
             },
             actor=_drill_actor(context),
         )
+        # The verdict is the drill's last entry: anchor the head after it.
+        self.anchor_audit_head(context)
         self.log.info(
             "Drill report: %s\nDrill record: %s\n%s",
             record["report_url"],

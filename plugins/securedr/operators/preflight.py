@@ -20,9 +20,10 @@ class PreflightChecksOperator(SecureDrOperator):
     rotated and not pending deletion; EBS snapshot block-public-access is on in every Region; the
     evidence bucket is versioned, Object-Locked, KMS-encrypted and not public; the signing key is
     provisioned and trusted. Every problem found is listed, then the task fails without retrying.
-    Warns (without failing) when ``retention.keep_days`` x the protected databases would exceed
-    the manual DB snapshot quota (``rds.manual_snapshot_quota``) in a source Region or the DR
-    Region. Makes read-only calls only. Returns the resolved key ARN per Region and the warnings.
+    Warns (without failing) when evidence is locked in GOVERNANCE mode (an explicit plan opt-in)
+    and when ``retention.keep_days`` x the protected databases would exceed the manual DB snapshot
+    quota (``rds.manual_snapshot_quota``) in a source Region or the DR Region. Makes read-only
+    calls only. Returns the resolved key ARN per Region and the warnings.
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -56,6 +57,11 @@ class PreflightChecksOperator(SecureDrOperator):
             encryption_rules=settings.get("encryption_rules"),
             public_access_block=settings.get("public_access_block"),
         )
+        warnings = checks.evidence_lock_warnings(
+            bucket, plan.evidence_bucket.object_lock_mode, settings.get("object_lock")
+        )
+        for warning in warnings:
+            self.log.warning("Pre-flight warning: %s", warning)
         signing_key_id = None
         try:
             private_pem = self.signing_private_key()
@@ -77,9 +83,10 @@ class PreflightChecksOperator(SecureDrOperator):
                 f"Pre-flight security checks failed ({len(problems)}); nothing was created:\n"
                 f"{listing}"
             )
-        warnings = self._snapshot_quota_warnings()
-        for warning in warnings:
-            self.log.warning("%s", warning)
+        quota_warnings = self._snapshot_quota_warnings()
+        for warning in quota_warnings:
+            self.log.warning("Pre-flight warning: %s", warning)
+        warnings = [*warnings, *quota_warnings]
         self.log.info("Pre-flight checks passed for %d Region(s).", len(plan.all_regions))
         return {"key_arns": key_arns, "signing_key_id": signing_key_id, "warnings": warnings}
 

@@ -29,6 +29,7 @@ from securedr.core.restore import (
     RestoreRefused,
     check_manifest_binding,
     choose_points,
+    hidden_newer_manifests,
     manifest_keys_to_read,
     render_restore_text,
     restore_report,
@@ -105,7 +106,8 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
 
     Guarantees: restores only ever start from points this returns, and it returns a point only
     if its manifest's signature verifies against the plan's trusted keys, the manifest is stored
-    under the name its content implies (no replay of an old manifest as "latest"), the point is
+    under the name its content implies (no replay of an old manifest as "latest"), "latest" is
+    refused while a newer manifest is hidden by a delete marker (no silent roll-back), the point is
     marked verified, and its DR copy still exists, is completed, is encrypted under exactly the
     plan's DR key, carries SecureDR's lineage tags for this plan and run, and is shared with
     nobody. Anything else is audited as ``refused`` and fails the run naming every problem.
@@ -175,6 +177,23 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
     def _choose(self, request: RestoreRequest) -> ManifestChoice:
         plan = self.plan
         keys = self.evidence.list("manifests", plan.name)
+        if request.selector == "latest":
+            hidden = hidden_newer_manifests(
+                keys, self.evidence.hidden("manifests", plan.name), plan.name
+            )
+            if hidden:
+                older = f"the older manifest {keys[-1]}" if keys else "no manifest at all"
+                raise RestoreRefused(
+                    f"the newest manifest {hidden[-1]} is hidden by a delete marker"
+                    + (
+                        f" (and {len(hidden) - 1} more newer than every visible one)"
+                        if len(hidden) > 1
+                        else ""
+                    )
+                    + f"; 'latest' would silently restore {older}. Investigate who deleted "
+                    "evidence from the bucket; its signed version is still stored (remove the "
+                    "delete marker to use it), or name the recovery point to restore explicitly"
+                )
         trusted = self.trusted_public_keys()
         for key in manifest_keys_to_read(keys, request, plan.name):
             try:
@@ -595,7 +614,8 @@ class ConfirmRestoreOperator(RestoredResourceChecks):
     (JSON and text) is written once to the evidence bucket under Object Lock, with the audit
     trail's head at the time so a later truncation of the trail is detectable; the outcome is
     published through :class:`securedr.notifiers.sns.SnsNotifier` and appended to the audit
-    trail. The task fails, naming each problem, if any check failed - after reporting it.
+    trail, whose head is then anchored (signed, write-once). The task fails, naming each
+    problem, if any check failed - after reporting it.
     """
 
     template_fields: Sequence[str] = (
@@ -670,6 +690,8 @@ class ConfirmRestoreOperator(RestoredResourceChecks):
         report["report_url"] = self._write(report, text, run_id, started)
         self.log.info("Restore report (%s):\n%s", report["report_url"], text)
         self._notify(context, report, text)
+        # The notification's entry is this run's last: anchor the head after it.
+        self.anchor_audit_head(context)
         if not report["succeeded"]:
             raise AirflowFailException(
                 "Restore confirmation failed for "
