@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from sandbox import realism
 from sandbox.estate import ensure_key, ensure_notification_topic
@@ -16,6 +17,7 @@ from securedr.operators.recovery_points import (
     CreateRecoveryPointsOperator,
     DiscoverProtectedResourcesOperator,
 )
+from securedr.operators.report import NightlyReportOperator
 from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from tests.operators.helpers import ACCOUNT, ec2_backend, task_context
 
@@ -121,6 +123,19 @@ def test_wrong_key_state_or_lineage_of_a_retained_copy_is_reported(estate, plan)
     assert "db-someone-else" in by_copy[f"{dr}/{relabelled}"]
     assert len(by_copy) == 3
 
+    class TI:
+        def get_task_states(self, dag_id, run_ids):
+            return {run_ids[0]: {}}
+
+    ctx = {**task_context(run_id=TONIGHT), "ti": TI()}
+    report = NightlyReportOperator(
+        task_id="report_run", verifications=[], manifest=None, retention=None, retained=result
+    )
+    failed = "retained DR copies failed re-verification"
+    with pytest.raises(AirflowFailException, match=failed) as e:
+        report.execute(ctx)
+    assert rekeyed in str(e.value) and "6 days old" in str(e.value)
+
 
 def test_missing_young_copy_is_reported_and_tonights_manifest_is_skipped(estate, plan):
     verdicts = _earlier_night(plan)
@@ -209,3 +224,25 @@ def test_expired_copy_deleted_by_retention_is_not_a_problem(estate, plan, kind):
         verify.datetime = original  # type: ignore[misc]
     assert result["expired_and_gone"] == 1 and result["problems"] == []
     assert result["checked"] == len(verdicts) - 1
+
+
+def test_manifest_hidden_by_a_delete_marker_is_named_and_its_copies_still_checked(estate, plan):
+    verdicts = _earlier_night(plan)
+    s3 = boto3.client("s3", region_name=plan.regions.dr)
+    bucket = plan.evidence_bucket.name
+    key = next(
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=bucket)["Contents"]
+        if "/manifests/" in f"/{o['Key']}"
+    )
+    s3.delete_object(Bucket=bucket, Key=key)  # a delete marker; the locked version stays
+    boto3.client("ec2", region_name=plan.regions.dr).modify_snapshot_attribute(
+        SnapshotId=_copy(verdicts, "ebs"),
+        Attribute="createVolumePermission",
+        OperationType="add",
+        GroupNames=["all"],
+    )
+    result = _reverify()
+    assert result["manifests"] == 1 and result["checked"] == len(verdicts)
+    assert any(key in i and "delete marker" in i for i in result["incidents"])
+    assert any(_copy(verdicts, "ebs") in i and "made private" in i for i in result["incidents"])

@@ -4,6 +4,11 @@ Only manifests whose signature verifies against the plan's trusted keys, that ar
 the key their signed content implies and that list copies in the plan's DR Region are returned;
 every other one is named in ``rejected`` (someone wrote to the evidence bucket) and ignored, so
 a forged or replayed manifest can never vouch for a snapshot.
+
+Manifests are read through their object versions: a manifest hidden by a delete marker is still
+read (its copies stay SecureDR's, so hiding it can neither turn them into "forgeries" nor drop
+them from the nightly re-check) and is named in ``rejected`` as hidden.
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html
 """
 
 from __future__ import annotations
@@ -32,12 +37,23 @@ def load_signed_manifests(
 ) -> SignedManifests:
     """Every manifest of ``plan`` that can be trusted (see the module docstring)."""
     out = SignedManifests()
-    keys = [k for k in evidence.list("manifests", plan) if k.endswith(".json")]
-    out.reads = 1 + len(keys) // 1000
-    for key in keys:
+    rows = [v for v in evidence.versions("manifests", plan) if v.key.endswith(".json")]
+    out.reads = 1 + len(rows) // 1000
+    newest: dict[str, str] = {}  # key -> newest stored version (write-once: normally the only)
+    for row in sorted(rows, key=lambda v: (v.key, v.order)):
+        if not row.delete_marker and row.key not in newest:
+            newest[row.key] = row.version_id
+    for row in rows:
+        if row.is_latest and row.delete_marker and row.key in newest:
+            out.rejected.append(
+                f"manifest {row.key} is hidden by a delete marker (someone deleted it from the "
+                "evidence bucket); its stored version is still read"
+            )
+    for key, version_id in sorted(newest.items()):
         out.reads += 1
         try:
-            payload = signing.verify_document(json.loads(evidence.get(key)), trusted)
+            body = evidence.get_version(key, version_id)
+            payload = signing.verify_document(json.loads(body), trusted)
             check_manifest_binding(key, payload, plan, dr_region)
         except (ValueError, signing.SignatureError, RestoreRefused) as exc:
             out.rejected.append(f"manifest {key} cannot be trusted: {str(exc)[:300]}")

@@ -23,8 +23,9 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
     any resource could not be protected, any DR copy failed verification, any file set failed or
-    any earlier step failed, naming them. It is the last step, so the manifest of everything
-    that WAS protected is already written when it fails.
+    any earlier step failed, or any retained DR copy of an earlier night failed its re-check
+    (``retained``, the re-verification step's result), naming them. It is the last step, so the
+    manifest of everything that WAS protected is already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
@@ -35,6 +36,7 @@ class NightlyReportOperator(SecureDrOperator):
         "manifest",
         "retention",
         "file_sets",
+        "retained",
         "plan_path",
     )
 
@@ -45,10 +47,12 @@ class NightlyReportOperator(SecureDrOperator):
         manifest: Any,
         retention: Any,
         file_sets: Any = None,
+        retained: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.file_sets = file_sets
+        self.retained = retained
         self.verifications = verifications
         self.manifest = manifest
         self.retention = retention
@@ -75,6 +79,7 @@ class NightlyReportOperator(SecureDrOperator):
             retention=self.retention or None,
             failed_tasks=failed_tasks,
             file_sets=list(self.file_sets or []),
+            retained=self.retained or None,
         )
         text = render_nightly_text(report)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -106,6 +111,11 @@ class NightlyReportOperator(SecureDrOperator):
             if report["failed_verification"]:
                 reasons.append(
                     "DR copies failed verification: " + ", ".join(report["failed_verification"])
+                )
+            if report["failed_retained_copies"]:
+                reasons.append(
+                    "retained DR copies failed re-verification: "
+                    + "; ".join(report["failed_retained_copies"])
                 )
             if report["failed_file_sets"]:
                 reasons.append("file sets failed: " + "; ".join(report["failed_file_sets"]))
