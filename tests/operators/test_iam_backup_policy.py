@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import os
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from sandbox.estate import ensure_notification_topic
 from securedr.aws import filesets as filesets_adapter
 from securedr.core.iam import backup_policy_values, render
 from securedr.core.model import lineage_tags
@@ -25,9 +27,9 @@ from securedr.operators.recovery_points import (
 )
 from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
-from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.triggers.recovery_points import RecoveryPointsTrigger
-from tests.operators.helpers import ACCOUNT, ec2_backend, rds_backend
+from tests.operators.helpers import ACCOUNT, ec2_backend, rds_backend, task_context
 
 POLICY = Path(__file__).resolve().parents[2] / "include" / "iam" / "securedr-backup-policy.json"
 
@@ -36,6 +38,7 @@ S3_ACTIONS = {
     "HeadBucket": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",
     "HeadObject": "s3:GetObject",
+    "ListObjectVersions": "s3:ListBucketVersions",
     "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
@@ -67,7 +70,9 @@ ON_FAILURE = {"s3:AbortMultipartUpload"}
 SOME_DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
 
 
-def _action(service: str, operation: str) -> str:
+def _action(service: str, operation: str, params: dict | None = None) -> str:
+    if service == "s3" and operation == "GetObject" and (params or {}).get("VersionId"):
+        return "s3:GetObjectVersion"  # reading a given version is its own action
     if service == "s3":
         return S3_ACTIONS.get(operation, f"s3:{operation}")
     return f"{service}:{operation}"
@@ -83,15 +88,15 @@ def recorded_calls():
     sync_call = botocore.client.BaseClient._make_api_call
     async_call = aiobotocore.client.AioBaseClient._make_api_call
 
-    def record(client, operation):
-        calls.add(_action(client.meta.service_model.endpoint_prefix, operation))
+    def record(client, operation, params):
+        calls.add(_action(client.meta.service_model.endpoint_prefix, operation, params))
 
     def sync(self, operation, params):
-        record(self, operation)
+        record(self, operation, params)
         return sync_call(self, operation, params)
 
     async def asynchronous(self, operation, params):
-        record(self, operation)
+        record(self, operation, params)
         return await async_call(self, operation, params)
 
     botocore.client.BaseClient._make_api_call = sync
@@ -269,6 +274,21 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
             task_id="report_run", verifications=verdicts, manifest=manifest, retention=retention
         ).execute({**ctx, "ti": TI()})
     calls |= later
+    # The next night re-checks this night's copies (one was made public again meanwhile),
+    # reading the signed manifest by version and notifying the plan's topic of the incident.
+    ensure_notification_topic(plan, os.environ["AWS_ENDPOINT_URL"])
+    boto3.client("ec2", region_name=dr).modify_snapshot_attribute(
+        SnapshotId=next(p for p in copied if p["kind"] == "ebs")["dr_snapshot_id"],
+        Attribute="createVolumePermission",
+        OperationType="add",
+        GroupNames=["all"],
+    )
+    with recorded_calls() as next_night:
+        rechecked = ReverifyRetainedCopiesOperator(task_id="reverify").execute(
+            task_context(run_id="scheduled__next-night")
+        )
+    assert rechecked["incidents"] and rechecked["notified"]
+    calls |= next_night
     assert retention["deleted"], "the run exercised deletion"
 
     policy = _policy(plan, estate.key_arns[dr])

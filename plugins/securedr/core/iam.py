@@ -52,6 +52,8 @@ def backup_policy_values(
         "FileSetSourceObjects": sorted({f"arn:aws:s3:::{f.bucket}/{f.prefix}*" for f in sources})
         or None,
         "FileSetSourcePrefixes": sorted({f"{f.prefix}*" for f in sources}) or None,
+        # Incidents on retained DR copies (re-verification) go to the plan's topic.
+        "SnsTopicArn": plan.notifications.sns_topic_arn,
     }
 
 
