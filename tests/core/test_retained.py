@@ -1,0 +1,63 @@
+"""Which DR copies the signed manifests say the plan still holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from securedr.core.retained import age_text, listed_snapshots, retained_copies
+
+NOW = datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+
+
+def _manifest(run_id: str, days_ago: int, points: list[dict]) -> dict:
+    created = (NOW - timedelta(days=days_ago)).isoformat()
+    return {
+        "run_id": run_id,
+        "dr_region": "us-west-2",
+        "dr_kms_key_arn": "arn:aws:kms:us-west-2:1:key/k",
+        "recovery_points": [
+            {
+                "kind": "ebs",
+                "source_id": "vol-1",
+                "source_region": "us-east-1",
+                "source_snapshot_id": f"snap-src-{p['id']}",
+                "dr_region": "us-west-2",
+                "dr_snapshot_id": p["id"],
+                "dr_kms_key_arn": "arn:aws:kms:us-west-2:1:key/k",
+                "dr_created_at": created,
+                "verified": p.get("verified", True),
+            }
+            for p in points
+        ],
+    }
+
+
+def test_retained_copies_split_by_age_skip_tonight_failed_and_duplicates():
+    manifests = [
+        ("m/1", _manifest("old", 30, [{"id": "snap-a"}])),
+        ("m/2", _manifest("mid", 5, [{"id": "snap-b"}, {"id": "snap-x", "verified": False}])),
+        ("m/3", _manifest("reuse", 2, [{"id": "snap-b"}])),
+        ("m/4", _manifest("tonight", 0, [{"id": "snap-t"}])),
+    ]
+    within, older = retained_copies(manifests, now=NOW, keep_days=14, skip_run_id="tonight")
+    assert [c.dr_snapshot_id for c in within] == ["snap-b"]
+    assert within[0].manifest_key == "m/3"  # the newest listing
+    assert [c.dr_snapshot_id for c in older] == ["snap-a"]
+
+
+def test_listed_snapshots_name_dr_copies_and_source_points_with_their_verdict():
+    manifests = [
+        ("m/1", _manifest("a", 3, [{"id": "snap-a", "verified": False}])),
+        ("m/2", _manifest("b", 2, [{"id": "snap-a"}])),
+    ]
+    listed = listed_snapshots(manifests)
+    assert listed[("us-west-2", "snap-a")].verified is True
+    assert listed[("us-west-2", "snap-a")].location == "dr"
+    assert listed[("us-east-1", "snap-src-snap-a")].location == "source"
+    assert ("us-west-2", "snap-forged") not in listed
+
+
+def test_age_text():
+    assert age_text(NOW - timedelta(days=6, hours=3), NOW) == "6 days"
+    assert age_text(NOW - timedelta(hours=3), NOW) == "3 h"
+    assert age_text(None, NOW) == "unknown age"
