@@ -53,6 +53,7 @@ def test_listed_snapshots_name_dr_copies_and_source_points_with_their_verdict():
     listed = listed_snapshots(manifests)
     assert listed[("us-west-2", "snap-a")].verified is True
     assert listed[("us-west-2", "snap-a")].location == "dr"
+    assert listed[("us-west-2", "snap-a")].source == "us-east-1/vol-1"
     assert listed[("us-east-1", "snap-src-snap-a")].location == "source"
     assert ("us-west-2", "snap-forged") not in listed
 

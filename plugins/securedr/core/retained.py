@@ -58,6 +58,9 @@ class ListedSnapshot:
     location: str  # "dr" or "source"
     verified: bool
     manifest_key: str
+    kind: str = "ebs"
+    #: ``source_region/source_id`` as signed (retention groups by it; tags could lie).
+    source: str = ""
 
 
 def _utc(value: Any) -> datetime | None:
@@ -135,7 +138,15 @@ def listed_snapshots(
                 ident = (str(region), str(sid))
                 known = out.get(ident)
                 if known is None or (verified and not known.verified):
-                    out[ident] = ListedSnapshot(str(region), str(sid), location, verified, key)
+                    out[ident] = ListedSnapshot(
+                        str(region),
+                        str(sid),
+                        location,
+                        verified,
+                        key,
+                        kind=str(p.get("kind")),
+                        source=f"{p.get('source_region')}/{p.get('source_id')}",
+                    )
     return out
 
 

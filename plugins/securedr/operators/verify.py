@@ -23,7 +23,8 @@ class VerifyDrCopiesOperator(SecureDrOperator):
     the fact is reported as an incident (in the result, the log and the run report); a copy that
     fails any other check is recorded as failed with every reason, and the run's final step fails
     naming it. Copies that pass are tagged ``securedr:verified=<run id>`` (and so are their source
-    snapshots), which is what retention counts as a good copy. Every verdict carries the DR
+    snapshots) as a discovery hint; retention counts a copy as good only when a signed manifest
+    lists it as verified. Every verdict carries the DR
     copy's own AWS timestamp (``StartTime`` / ``SnapshotCreateTime``) read here, whatever the copy
     step saw. A resource already ruled out upstream (``not_protected``) gets a failed verdict
     naming why, so the manifest and the report list it. Returns one verdict per point.
