@@ -1,10 +1,10 @@
 """dr_restore: the manual DR run - restore signed, verified recovery points into the DR Region.
 
-initiate (validate the request) -> enforce access control (initiator, approval by a second
-person) -> retrieve the encrypted backup (signed manifest, DR copies checked) -> restore (EBS
-volumes, RDS instances, file sets decrypted and checked against the manifest, under the
-restore role) -> wait -> confirm (checks, RTO/RPO, report,
-notification). Every decision and action is appended to the audit trail.
+initiate (validate the request) -> enforce access control (initiator with their MFA code,
+approval by a second person with theirs) -> retrieve the encrypted backup (signed manifest, DR
+copies checked) -> restore (EBS volumes, RDS instances, file sets decrypted and checked against
+the manifest, under the restore role) -> wait -> confirm (checks, RTO/RPO, report, notification).
+Every decision and action is appended to the audit trail.
 
 Trigger it from the UI ("Trigger DAG" with the form below); approvers answer under "Required
 Actions". Runbook: docs/restore.md.
@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from airflow.sdk import DAG, Param, chain
 
+from securedr.core.mfa import MFA_CODE_PATTERN
 from securedr.core.restore_request import (
     LATEST,
     REASON_MAX_LENGTH,
@@ -116,6 +117,17 @@ with DAG(
             type="boolean",
             title="Dry run",
             description="Check access and the recovery points, restore nothing.",
+        ),
+        # Checked (and spent) by check_initiator; never logged, returned or audited. A code
+        # works once and expires within about a minute, so the copy in the run's conf is dead.
+        "mfa_code": Param(
+            type="string",
+            pattern=MFA_CODE_PATTERN,
+            title="Your MFA code",
+            description=(
+                "The current 6-digit code from the authenticator app you enrolled for SecureDR "
+                "(`securedr mfa enroll`). Enter it last, just before triggering."
+            ),
         ),
     },
     tags=["securedr", "dr", "restore"],

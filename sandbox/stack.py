@@ -14,6 +14,11 @@
 
 ``down`` stops everything ``up`` started; ``demo`` runs ``dr_nightly_backup`` through the REST
 API and prints its report. State lives in ``$SECUREDR_HOME`` (default ``.securedr/``).
+
+The plan's initiators and approvers are enrolled for MFA step-up with ``securedr mfa enroll``
+(as an administrator would); the stack keeps each one's otpauth URI in
+``$SECUREDR_HOME/keys/mfa/`` - standing in for their phones - and :meth:`Stack.mfa_code` reads
+the current code off it when the demo triggers or approves a restore.
 """
 
 from __future__ import annotations
@@ -342,6 +347,8 @@ class Stack:
                 ],
                 env,
             )
+        say("Enrolling the DR users' authenticators (securedr mfa enroll)...")
+        self._enrol_mfa(env)
         for component, args in self.components.items():
             pids[component] = self._spawn(component, [sys.executable, "-m", "airflow", *args], env)
         state = {
@@ -408,6 +415,52 @@ class Stack:
             text=True,
         )
         return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    def _enrol_mfa(self, env: dict[str, str]) -> None:
+        """Enrol every initiator and approver of the plan, keeping their otpauth URIs."""
+        from securedr.core.plan import load_plan
+
+        access = load_plan(env["SECUREDR_PLAN"]).access
+        devices = self.home / "keys" / "mfa"
+        devices.mkdir(parents=True, exist_ok=True)
+        devices.chmod(0o700)
+        for user in dict.fromkeys([*access.initiators, *access.approvers]):
+            # --force: a fresh stack re-enrols; the old "device" is replaced with the secret.
+            done = subprocess.run(
+                [sys.executable, "-m", "securedr.cli", "mfa", "enroll", user, "--force", "--no-qr"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=REPO,
+            )
+            uri = next((w for w in done.stdout.split() if w.startswith("otpauth://totp/")), None)
+            if done.returncode or uri is None:
+                raise StackError(f"securedr mfa enroll {user} failed: {done.stderr.strip()}")
+            device = devices / f"{user}.otpauth"
+            device.write_text(uri)
+            device.chmod(0o600)
+            (devices / f"{user}.last-step").unlink(missing_ok=True)
+
+    def mfa_code(self, user: str) -> str:
+        """What ``user``'s enrolled authenticator shows now - never a code already handed out.
+
+        A code works once, so a second action by the same user within one 30-second step
+        waits for the next code, as a person would.
+        """
+        import pyotp
+
+        from securedr.core import mfa
+
+        devices = self.home / "keys" / "mfa"
+        secret = pyotp.parse_uri((devices / f"{user}.otpauth").read_text().strip()).secret
+        last_file = devices / f"{user}.last-step"
+        last = int(last_file.read_text()) if last_file.exists() else -1
+        while mfa.time_step(_utcnow()) <= last:
+            time.sleep(0.5)
+        now = _utcnow()
+        last_file.write_text(str(mfa.time_step(now)))
+        return mfa.code_at(secret, now)
 
     def _write_passwords(self) -> None:
         path = self.home / "passwords.json"
@@ -563,6 +616,12 @@ class AirflowApi:
             time.sleep(1)
 
 
+def _utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -640,6 +699,7 @@ def run_restore(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
     conf = {
         "reason": "DR demo: restore last night's recovery points into the DR Region",
         "ticket": "DEMO-1",
+        "mfa_code": stack.mfa_code("alice"),  # typed from alice's authenticator app
     }
     run_id = alice.trigger("dr_restore", conf)
     print(f"\nalice triggered dr_restore run {run_id}; waiting for the approval step...")
@@ -658,10 +718,19 @@ def run_restore(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
     print(f"bob sees: {detail['subject']}")
     bob.patch(
         hitl_path("dr_restore", run_id, "approve_restore"),
-        {"chosen_options": ["Approve"], "params_input": {}},
+        {
+            "chosen_options": ["Approve"],
+            "params_input": {"approver_mfa_code": stack.mfa_code("bob")},
+        },
     )
     print("bob approved; restoring...")
     final = alice.wait("dr_restore", run_id, timeout=900)
+    if final == "success":
+        # check_initiator and check_approval let the run go on only after these checks passed.
+        print(
+            "MFA step-up: alice's code (trigger form) and bob's (approval form) verified and "
+            "spent, each check in the audit trail (mfa.initiate, mfa.approve)."
+        )
     report = alice.xcom("dr_restore", run_id, "confirm_restore") if final == "success" else None
     return {
         "run_id": run_id,

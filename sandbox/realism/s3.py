@@ -94,10 +94,9 @@ def _reset() -> None:
 realism.behaviour(SECTION, before=before)
 realism.on_reset(SECTION, _reset)
 
-# The part-number limit is on for the e2e suites. Conflicts are not yet: the product still takes a
-# 409 ConditionalRequestConflict for "already written" (aws/filesets.py, aws/evidence.py) instead
-# of retrying the write and confirming it.
+# On for the e2e suites: the product retries a 409 and confirms the write
+# (securedr.aws.s3_writes); only 412 means "already written".
 realism.PROFILES["e2e"][SECTION] = {
     "max_parts": S3_MAX_PARTS,
-    # "conflict_every": 7,
+    "conflict_every": 7,
 }

@@ -134,8 +134,6 @@ def _reset() -> None:
 realism.behaviour(SECTION, before=before)
 realism.on_reset(SECTION, _reset)
 
-# Not in the e2e profile yet: the product's boto3/aiobotocore clients do not set a retry mode
-# (plugins/securedr/aws/clients.py builds them from the provider's hooks with botocore's
-# defaults), so a throttled call there is only retried by botocore's legacy handler. Switch this
-# on once every client uses standard/adaptive retries with a bounded attempt count:
-# realism.PROFILES["e2e"][SECTION] = {"every": 25, "burst": 2, "services": ["ec2", "rds", "s3"]}
+# On for the e2e suites: every client the product builds uses standard retries with a bounded
+# attempt count (securedr.aws.errors.retry_config), so short bursts are ridden out.
+realism.PROFILES["e2e"][SECTION] = {"every": 25, "burst": 2, "services": ["ec2", "rds", "s3"]}

@@ -307,3 +307,80 @@ def test_recovery_modules_import_neither_aws_nor_airflow() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "plugins")}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def _assert_interrupted_cleanly(code: int, err: str, out_dir: Path, out_path: Path) -> None:
+    assert code == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0] == (
+        "securedr recover-file: interrupted; nothing was written (the partial output was removed)"
+    )
+    assert not out_path.exists()
+    assert not [p.name for p in out_dir.iterdir() if p.name.endswith(".partial")]
+
+
+def test_ctrl_c_while_streaming_exits_130_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity, public = keygen(tmp_path, capsys)
+    enc, _ = encrypt(tmp_path, public)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    original = envelope._decrypt_records
+
+    def interrupted(src, out, **kwargs):
+        out.write(b"half of the plaintext")  # some plaintext reached the temporary file
+        out.flush()
+        assert [p.name for p in out_dir.iterdir() if p.name.endswith(".partial")]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(envelope, "_decrypt_records", interrupted)
+    out_path = out_dir / "restored.bin"
+    argv = ["recover-file", "--identity", str(identity), "--in", str(enc), "--out", str(out_path)]
+    code, out, err = run(capsys, *argv)
+    assert out == ""
+    _assert_interrupted_cleanly(code, err, out_dir, out_path)
+    monkeypatch.setattr(envelope, "_decrypt_records", original)
+    assert run(capsys, *argv)[0] == 0  # and a second try just works
+
+
+def test_sigint_to_the_process_exits_130_and_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real SIGINT (Ctrl-C in a terminal) while recover-file waits for more input."""
+    import signal
+    import time
+
+    identity, public = keygen(tmp_path, capsys)
+    enc, _ = encrypt(tmp_path, public)
+    fifo = tmp_path / "backup.fifo"  # a backup still arriving: the decryption blocks mid-stream
+    os.mkfifo(fifo)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out_path = out_dir / "restored.bin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(REPO / "plugins")
+    argv = ["recover-file", "--identity", str(identity), "--in", str(fifo), "--out", str(out_path)]
+    proc = subprocess.Popen(
+        [*_cli_command(), *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with open(fifo, "wb") as writer:
+            writer.write(enc.read_bytes()[: len(DATA) // 2])
+            writer.flush()
+            deadline = time.monotonic() + 30
+            while not [p for p in out_dir.iterdir() if p.name.endswith(".partial")]:
+                assert time.monotonic() < deadline, "recover-file never started writing"
+                time.sleep(0.05)
+            time.sleep(0.2)  # let it drain what was written and block on the pipe
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_interrupted_cleanly(proc.returncode, err, out_dir, out_path)

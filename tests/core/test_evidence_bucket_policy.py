@@ -60,6 +60,7 @@ def test_the_scan_finds_every_kind_of_evidence() -> None:
         "reports",
         "drills",
         FILE_SETS_FOLDER,
+        "mfa",  # spent codes and failures: deleting them would allow replays and reset lockouts
     }
 
 

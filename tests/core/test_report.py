@@ -237,6 +237,31 @@ def test_text_retention_line(retention: dict[str, Any], expected: str) -> None:
     assert expected in render_nightly_text(report(retention=retention)).splitlines()
 
 
+# --------------------------------------------------------------------------- retention refusals
+
+REFUSAL = {
+    "copy": "snap-0inuse",
+    "kind": "ebs",
+    "region": "us-west-2",
+    "source": "us-east-1/vol-0aaa",
+    "code": "InvalidSnapshot.InUse",
+    "message": "The snapshot snap-0inuse is currently in use by ami-0abc",
+}
+
+
+def test_a_retention_refusal_is_reported_and_fails_the_run() -> None:
+    r = report(retention={"dry_run": False, "deleted": [], "retention_refusals": [REFUSAL]})
+    assert r["succeeded"] is False
+    assert r["retention_refusals"] == [REFUSAL]
+    text = render_nightly_text(r)
+    assert "retention could not delete us-west-2/snap-0inuse (InvalidSnapshot.InUse:" in text
+
+
+def test_no_refusals_no_failure() -> None:
+    r = report(retention={"dry_run": False, "deleted": ["us-west-2/snap-1"]})
+    assert r["succeeded"] is True and r["retention_refusals"] == []
+
+
 # --------------------------------------------------------------------------- copy durations
 
 

@@ -51,6 +51,7 @@ UNSCOPABLE = {
     "ec2:DescribeVolumes",
     "ec2:DescribeSnapshots",
     "ec2:DescribeSnapshotAttribute",
+    "ec2:DescribeLockedSnapshots",
     "ec2:GetSnapshotBlockPublicAccessState",
 }
 #: Called by EBS, RDS and S3 on the caller's behalf, never by SecureDR's code directly.

@@ -8,6 +8,7 @@ import boto3
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from sandbox import realism
 from securedr.core.model import lineage_tags
 from securedr.operators.retention import ApplyRetentionOperator
 from tests.operators.helpers import ec2_backend
@@ -112,10 +113,171 @@ def test_dry_run_deletes_nothing_and_says_what_it_would_delete(history, plan, ct
     assert sorted(result["would_delete"]) == sorted(history["good"][a] for a in (30, 40))
 
 
-def test_local_clock_ahead_of_aws_time_deletes_nothing(history, plan, ctx):
+def _forge_local_clock(monkeypatch, offset: timedelta) -> None:
+    """The worker's clock runs ``offset`` away from real (and AWS's) time."""
+    from securedr.operators import retention
+
+    monkeypatch.setattr(retention, "local_now", lambda: datetime.now(UTC) + offset)
+
+
+def test_local_clock_ahead_of_aws_time_deletes_nothing(history, plan, ctx, monkeypatch):
     before = _existing()
-    # AWS stamped tonight's copy three hours before what the local clock claims is now.
-    aws_time = datetime.now(UTC) - timedelta(hours=3)
-    with pytest.raises(AirflowFailException, match="Retention refused"):
-        ApplyRetentionOperator(task_id="retention", verifications=[_verdict(aws_time)]).execute(ctx)
+    # The worker's clock claims it is three hours later than AWS's clock, read at retention
+    # time, says: the local clock is forged (or wrong), so no age can be trusted.
+    _forge_local_clock(monkeypatch, timedelta(hours=3))
+    with pytest.raises(AirflowFailException, match=r"Retention refused.*ahead of the time"):
+        ApplyRetentionOperator(
+            task_id="retention", verifications=[_verdict(datetime.now(UTC))]
+        ).execute(ctx)
+    assert _existing() == before
+
+
+def test_local_clock_behind_aws_time_deletes_nothing(history, plan, ctx, monkeypatch):
+    before = _existing()
+    _forge_local_clock(monkeypatch, -timedelta(hours=2))
+    with pytest.raises(AirflowFailException, match=r"Retention refused.*behind the time"):
+        ApplyRetentionOperator(task_id="retention").execute(ctx)
+    assert _existing() == before
+
+
+def test_copies_that_took_three_hours_do_not_stop_retention(history, plan, ctx):
+    """Tonight's copies started three hours ago (a long night); AWS's time now agrees with the
+    local clock, so retention runs as usual."""
+    realism.configure("timing", copy_seconds=10800)  # the sandbox's long copies, where built
+    realism.advance(10800)
+    started = datetime.now(UTC) - timedelta(hours=3)
+    result = ApplyRetentionOperator(task_id="retention", verifications=[_verdict(started)]).execute(
+        ctx
+    )
+    good = history["good"]
+    assert sorted(result["deleted"]) == sorted(f"{DR}/{good[a]}" for a in (30, 40))
+    assert result["retention_refusals"] == []
+
+
+def test_aws_time_unreadable_deletes_nothing(history, plan, ctx):
+    before = _existing()
+
+    def before_hook(call: realism.Call) -> None:
+        if call.action == "HeadBucket":
+            raise realism.AWSError("AccessDenied", "Access Denied", 403)
+
+    realism.behaviour("test-no-aws-time", before=before_hook)
+    realism.configure("test-no-aws-time")
+    with pytest.raises(AirflowFailException, match="AWS's current time could not be read"):
+        ApplyRetentionOperator(task_id="retention").execute(ctx)
+    assert _existing() == before
+
+
+def _record_deletions(refuse: dict[str, tuple[str, str]] | None = None) -> list[str]:
+    """Snapshot ids DeleteSnapshot was called for; ``refuse`` answers some with an AWS error."""
+    attempted: list[str] = []
+
+    def before_hook(call: realism.Call) -> None:
+        if call.service == "ec2" and call.action == "DeleteSnapshot":
+            snapshot = call.param("SnapshotId")
+            attempted.append(snapshot)
+            if refuse and snapshot in refuse:
+                code, message = refuse[snapshot]
+                raise realism.AWSError(code, message, 400)
+
+    realism.behaviour("test-deletions", before=before_hook)
+    realism.configure("test-deletions")
+    return attempted
+
+
+def _register_ami(snapshot_id: str) -> str:
+    return boto3.client("ec2", region_name=DR).register_image(
+        Name=f"ami-from-{snapshot_id}",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
+    )["ImageId"]
+
+
+def test_a_refused_deletion_is_reported_and_the_others_proceed(history, plan, ctx):
+    good = history["good"]
+    # The sandbox's refusals section: DeleteSnapshot of a snapshot a registered AMI uses answers
+    # InvalidSnapshot.InUse, as AWS does. The 30-day copy is the first one retention tries.
+    realism.configure("refusals", ami_in_use=True)
+    ami = _register_ami(good[30])
+    result = ApplyRetentionOperator(task_id="retention").execute(ctx)
+    remaining = _existing()
+    assert good[30] in remaining and good[40] not in remaining
+    assert result["deleted"] == [f"{DR}/{good[40]}"]
+    [refusal] = result["retention_refusals"]
+    assert refusal["copy"] == good[30] and refusal["region"] == DR
+    assert refusal["code"] == "InvalidSnapshot.InUse" and ami in refusal["message"]
+    assert refusal["source"] == "us-east-1/vol-good" and refusal["kind"] == "ebs"
+
+
+def test_a_snapshot_already_gone_is_not_a_refusal(history, plan, ctx):
+    good = history["good"]
+    _record_deletions(
+        {good[30]: ("InvalidSnapshot.NotFound", f"The snapshot '{good[30]}' does not exist.")}
+    )
+    result = ApplyRetentionOperator(task_id="retention").execute(ctx)
+    assert result["retention_refusals"] == []
+    assert result["already_gone"] == [f"{DR}/{good[30]}"]
+    assert result["deleted"] == [f"{DR}/{good[40]}"]
+
+
+def test_locked_snapshots_are_never_attempted(history, plan, ctx):
+    good = history["good"]
+    ec2 = boto3.client("ec2", region_name=DR)
+    ec2.lock_snapshot(SnapshotId=good[40], LockMode="compliance", LockDuration=30)
+    ec2.lock_snapshot(SnapshotId=good[30], LockMode="governance", LockDuration=1)
+    realism.advance(2 * 86400)  # good[30]'s lock has expired: it no longer protects
+    attempted = _record_deletions()
+    result = ApplyRetentionOperator(task_id="retention").execute(ctx)
+    assert attempted == [good[30]]
+    assert good[40] in _existing() and good[30] not in _existing()
+    assert result["locked"] == [good[40]]
+    reasons = {d["copy"]: d["reason"] for d in result["decisions"]}
+    assert "locked" in reasons[good[40]]
+    # The locked copy still counts as one of the verified copies kept: the 20-day copy
+    # stays only for the minimum, so nothing below min_copies is ever deleted.
+    assert good[20] in _existing()
+
+
+def test_a_refusal_fails_the_run_after_the_report_is_written(history, plan, ctx):
+    from securedr.operators.report import NightlyReportOperator
+
+    good = history["good"]
+    realism.configure("refusals", ami_in_use=True)
+    _register_ami(good[40])
+    retention = ApplyRetentionOperator(task_id="apply_retention").execute(ctx)
+
+    class TI:
+        def get_task_states(self, dag_id, run_ids):
+            return {run_ids[0]: {"apply_retention": "success"}}
+
+    with pytest.raises(AirflowFailException, match="refused retention deletions") as err:
+        NightlyReportOperator(
+            task_id="report_run", verifications=[], manifest=None, retention=retention
+        ).execute({**ctx, "ti": TI()})
+    assert good[40] in str(err.value) and "InvalidSnapshot.InUse" in str(err.value)
+    s3 = boto3.client("s3", region_name=plan.regions.dr)
+    listed = s3.list_objects_v2(
+        Bucket=plan.evidence_bucket.name,
+        Prefix=f"{plan.evidence_bucket.prefix.strip('/')}/reports/nightly/{plan.name}/",
+    )
+    keys = [o["Key"] for o in listed.get("Contents", [])]
+    assert any(k.endswith(".json") for k in keys), keys
+    stored = next(k for k in keys if k.endswith(".json"))
+    body = s3.get_object(Bucket=plan.evidence_bucket.name, Key=stored)["Body"].read()
+    assert good[40] in body.decode() and "retention_refusals" in body.decode()
+
+
+def test_unreadable_snapshot_locks_delete_nothing(history, plan, ctx):
+    before = _existing()
+
+    def before_hook(call: realism.Call) -> None:
+        if call.action == "DescribeLockedSnapshots":
+            raise realism.AWSError(
+                "UnauthorizedOperation", "You are not authorized to perform this operation.", 403
+            )
+
+    realism.behaviour("test-no-locks", before=before_hook)
+    realism.configure("test-no-locks")
+    with pytest.raises(AirflowFailException, match="ec2:DescribeLockedSnapshots"):
+        ApplyRetentionOperator(task_id="retention").execute(ctx)
     assert _existing() == before

@@ -25,6 +25,62 @@ from tests.conftest import REPO
 
 EXTERNAL_ID = "securedr-test-external-id-0123456789"
 ACCOUNT = "123456789012"
+#: The enrolled authenticators of the plan's people (what `securedr mfa enroll` stored).
+MFA_SECRETS = {
+    "alice": "ALICEALICEALICEALICEALICEALICE22",
+    "bob": "BOBBOBBOBBOBBOBBOBBOBBOBBOBBOB22",
+    "carol": "CAROLCAROLCAROLCAROLCAROLCAROL22",
+}
+
+
+class MfaClock:
+    """The clock MFA codes are checked against in these tests: real time, plus whatever the
+    test skipped ahead - a person who needs a second code waits for the next step; the tests
+    skip the wait instead."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+        self.handed_out: dict[str, int] = {}
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def code(self, user: str) -> str:
+        from securedr.core.mfa import TOTP_PERIOD_SECONDS, code_at, time_step
+
+        last = self.handed_out.get(user)
+        if last is not None and time_step(self.now()) <= last:
+            steps = last + 1 - time_step(self.now())
+            self.offset += timedelta(seconds=TOTP_PERIOD_SECONDS * steps)
+        now = self.now()
+        self.handed_out[user] = time_step(now)
+        return code_at(MFA_SECRETS[user], now)
+
+
+MFA_CLOCK = MfaClock()
+
+
+@pytest.fixture(autouse=True)
+def mfa_clock(monkeypatch: pytest.MonkeyPatch) -> MfaClock:
+    """A fresh MFA clock per test, used by the operators' checks."""
+    import securedr.operators.access
+
+    MFA_CLOCK.__init__()
+    monkeypatch.setattr(securedr.operators.access, "mfa_now", MFA_CLOCK.now)
+    return MFA_CLOCK
+
+
+def mfa_code(user: str) -> str:
+    """What ``user``'s authenticator app shows now (never a code already handed out)."""
+    return MFA_CLOCK.code(user)
+
+
+def enrol_mfa(monkeypatch: pytest.MonkeyPatch, users=tuple(MFA_SECRETS)) -> None:
+    """Enrol ``users`` the way a secrets backend serves them to tasks (AIRFLOW_VAR_...)."""
+    from securedr.core.mfa import secret_variable
+
+    for user in users:
+        monkeypatch.setenv(f"AIRFLOW_VAR_{secret_variable(user).upper()}", MFA_SECRETS[user])
 
 
 @dataclass
@@ -83,6 +139,7 @@ def restore_plan(estate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     )
     monkeypatch.setenv("SECUREDR_PLAN", str(path))
     monkeypatch.setenv("AIRFLOW_VAR_SECUREDR_RESTORE_EXTERNAL_ID", EXTERNAL_ID)
+    enrol_mfa(monkeypatch)
     return load_plan(path)
 
 
@@ -288,14 +345,28 @@ def make_context(
 
 
 def approval(user: str | None, choice: str = "Approve", **extra: Any) -> dict[str, Any]:
-    """What RestoreApprovalOperator returns after ``user`` answered ``choice``."""
+    """What RestoreApprovalOperator returns after ``user`` answered ``choice`` (with their MFA
+    code verified when they approved)."""
+    verified = {"user": user, "purpose": "approve", "result": "ok", "reason": "MFA code verified"}
     return {
         "chosen_options": [choice],
         "params_input": {},
         "responded_at": datetime.now(UTC).isoformat(),
         "responded_by_user": None if user is None else {"id": user, "name": user},
         "timed_out": False,
+        "mfa": verified if user and choice == "Approve" else None,
         **extra,
+    }
+
+
+def hitl_event(user: str | None, choice: str = "Approve", code: Any = None) -> dict[str, Any]:
+    """The event Airflow resumes the approval task with after ``user`` answered the form."""
+    return {
+        "chosen_options": [choice],
+        "params_input": {"approver_mfa_code": code},
+        "responded_at": datetime.now(UTC),
+        "responded_by_user": None if user is None else {"id": user, "name": user},
+        "timedout": False,
     }
 
 
@@ -314,7 +385,10 @@ class Harness:
     """Run the dr_restore steps in DAG order, in-process, passing XComs by hand."""
 
     def __init__(self, *, user: str = "alice", params: dict[str, Any] | None = None, **ctx: Any):
-        self.context = make_context(user=user, params={**VALID_PARAMS, **(params or {})}, **ctx)
+        params = {**VALID_PARAMS, **(params or {})}
+        if "mfa_code" not in params and user in MFA_SECRETS:
+            params["mfa_code"] = mfa_code(user)  # the initiator types their current code
+        self.context = make_context(user=user, params=params, **ctx)
         self.outputs: dict[str, Any] = {}
 
     def initiate(self) -> dict[str, Any]:
@@ -331,6 +405,19 @@ class Harness:
         op = CheckInitiatorOperator(task_id="check_initiator", initiation=self.outputs["initiate"])
         self.outputs["check_initiator"] = op.execute(self.context)
         return self.outputs["check_initiator"]
+
+    def approve(
+        self, user: str | None, choice: str = "Approve", code: Any = "current"
+    ) -> dict[str, Any]:
+        """``user`` answers the approval form (``code="current"``: their authenticator's code);
+        returns what the approval task hands to check_approval."""
+        from securedr.operators.access import RestoreApprovalOperator
+
+        if code == "current":
+            code = mfa_code(user) if user in MFA_SECRETS else None
+        op = RestoreApprovalOperator(task_id="approve_restore", request=self.outputs["initiate"])
+        self.outputs["approve"] = op.execute_complete(self.context, hitl_event(user, choice, code))
+        return self.outputs["approve"]
 
     def check_approval(self, decision: dict[str, Any]) -> dict[str, Any]:
         from securedr.operators.access import CheckApprovalOperator
@@ -395,7 +482,7 @@ class Harness:
     def run_all(self, approver: str = "bob") -> dict[str, Any]:
         self.initiate()
         self.check_initiator()
-        self.check_approval(approval(approver))
+        self.check_approval(self.approve(approver))
         self.retrieve()
         self.restore("ebs")
         self.restore("rds")

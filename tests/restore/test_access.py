@@ -157,6 +157,7 @@ def test_bad_approvals_are_refused_audited_and_restore_nothing(
         h.check_approval(decision)
     entries = audit_entries(restore_plan)
     assert [(e.action, e.outcome) for e in entries] == [
+        ("mfa.initiate", "succeeded"),
         ("restore.request", "started"),
         ("restore.approve", "refused"),
     ]

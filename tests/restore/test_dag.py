@@ -8,6 +8,9 @@ import pytest
 
 from tests.restore.conftest import VALID_PARAMS
 
+#: What the initiator submits: the request plus their current MFA code.
+FORM = {**VALID_PARAMS, "mfa_code": "123 456"}
+
 
 @pytest.fixture(scope="module")
 def dag(airflow_db):
@@ -70,14 +73,22 @@ def test_form_has_titles_descriptions_and_validation(dag):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"reason": "short"}, {"resources": []}, {"ticket": "has space"}, {"dry_run": "yes"}],
+    [
+        {"reason": "short"},
+        {"resources": []},
+        {"ticket": "has space"},
+        {"dry_run": "yes"},
+        {"mfa_code": None},
+        {"mfa_code": "12345"},
+        {"mfa_code": "12345a"},
+    ],
 )
 def test_form_refuses_bad_values_at_trigger_time(dag, changes):
     from airflow.sdk.definitions.param import ParamsDict
 
     params = ParamsDict(dag.params)
     with pytest.raises(Exception, match=r"Invalid input for param|Param .* is required|not valid"):
-        for key, value in {**VALID_PARAMS, **changes}.items():
+        for key, value in {**FORM, **changes}.items():
             params[key] = value
         params.validate()
 
@@ -86,6 +97,17 @@ def test_form_accepts_the_documented_example(dag):
     from airflow.sdk.definitions.param import ParamsDict
 
     params = ParamsDict(dag.params)
-    for key, value in VALID_PARAMS.items():
+    for key, value in FORM.items():
         params[key] = value
     assert params.validate()["reason"] == VALID_PARAMS["reason"]
+
+
+def test_the_trigger_form_and_the_approval_form_ask_for_mfa_codes(dag):
+    assert "mfa_code" in dag.params
+    assert dag.params.get_param("mfa_code").schema["type"] == "string"  # required
+    approval_form = dag.get_task("approve_restore").serialized_params
+    assert list(approval_form) == ["approver_mfa_code"]
+    # No task renders the codes into its (stored, displayed) template fields.
+    for task in dag.tasks:
+        for name in task.template_fields:
+            assert "mfa" not in str(getattr(task, name, "")), (task.task_id, name)

@@ -27,7 +27,8 @@ def _hitl_path(run_id: str, task_id: str = "approve_restore") -> str:
 
 def _trigger_and_wait_for_approval(restore_stack, conf) -> tuple[str, object]:
     alice = restore_stack.api("alice")
-    run_id = alice.trigger(DAG_ID, conf={**VALID_PARAMS, **conf})
+    code = restore_stack.stack.mfa_code("alice")  # read off alice's enrolled authenticator
+    run_id = alice.trigger(DAG_ID, conf={**VALID_PARAMS, "mfa_code": code, **conf})
     state = alice.wait(DAG_ID, run_id, timeout=300, until=("awaiting_input",))
     assert alice.task_states(DAG_ID, run_id)["approve_restore"] == "awaiting_input", state
     # Airflow 3.3.2 race: an answer that arrives before the executor has reported the parked
@@ -36,8 +37,9 @@ def _trigger_and_wait_for_approval(restore_stack, conf) -> tuple[str, object]:
     return run_id, alice
 
 
-def _answer(api, run_id: str, choice: str):
-    return api.patch(_hitl_path(run_id), {"chosen_options": [choice], "params_input": {}})
+def _answer(api, run_id: str, choice: str, code: str | None = None):
+    answer = {"chosen_options": [choice], "params_input": {"approver_mfa_code": code}}
+    return api.patch(_hitl_path(run_id), answer)
 
 
 def _ec2(restore_stack):
@@ -61,7 +63,8 @@ def test_alice_requests_bob_approves_and_the_estate_is_restored(restore_stack):
         with pytest.raises(StackError, match="HTTP 403"):
             _answer(restore_stack.api(user), run_id, "Approve")
 
-    answer = _answer(restore_stack.api("bob"), run_id, "Approve")
+    bob_code = restore_stack.stack.mfa_code("bob")
+    answer = _answer(restore_stack.api("bob"), run_id, "Approve", bob_code)
     assert answer["responded_by"]["name"] == "bob"
     assert alice.wait(DAG_ID, run_id, timeout=600) == "success"
 
@@ -102,9 +105,43 @@ def test_rejection_ends_the_run_with_nothing_restored(restore_stack):
     assert len(_restored_volumes(restore_stack)) == before
 
 
+def test_alice_s_password_without_her_code_gets_nothing_restored(restore_stack):
+    """On the real components: the run fails at check_initiator, the audit trail says why."""
+    before = len(_restored_volumes(restore_stack))
+    alice = restore_stack.api("alice")  # whoever holds her password
+    run_id = alice.trigger(DAG_ID, conf={**VALID_PARAMS, "mfa_code": "000000"})
+    assert alice.wait(DAG_ID, run_id, timeout=300) == "failed"
+    states = alice.task_states(DAG_ID, run_id)
+    assert states["check_initiator"] == "failed"
+    assert states["approve_restore"] == "upstream_failed"
+    assert states["restore_volumes"] == "upstream_failed"
+    assert len(_restored_volumes(restore_stack)) == before
+    from securedr.aws.audit_store import S3AuditTrail
+    from securedr.core.plan import load_plan
+
+    plan = load_plan(restore_stack.plan_path)
+    s3 = boto3.client("s3", region_name="us-west-2", endpoint_url=restore_stack.state["aws_url"])
+    entries = (
+        S3AuditTrail(
+            s3,
+            bucket=plan.evidence_bucket.name,
+            evidence_prefix=plan.evidence_bucket.prefix,
+            plan=plan.name,
+        )
+        .read()
+        .entries
+    )
+    mine = [e for e in entries if e.run_id == run_id]
+    assert [(e.action, e.outcome) for e in mine] == [
+        ("mfa.initiate", "refused"),
+        ("restore.initiate", "refused"),
+    ]
+    assert mine[0].details["result"] == "bad"
+
+
 def test_a_user_who_is_not_an_initiator_is_refused_before_approval(restore_stack):
     admin = restore_stack.api("admin")
-    run_id = admin.trigger(DAG_ID, conf=VALID_PARAMS)
+    run_id = admin.trigger(DAG_ID, conf={**VALID_PARAMS, "mfa_code": "123456"})
     assert admin.wait(DAG_ID, run_id, timeout=300) == "failed"
     states = admin.task_states(DAG_ID, run_id)
     assert states["initiate_restore"] == "success"
@@ -114,7 +151,7 @@ def test_a_user_who_is_not_an_initiator_is_refused_before_approval(restore_stack
 
 def test_a_viewer_cannot_even_trigger(restore_stack):
     with pytest.raises(StackError, match="HTTP 403"):
-        restore_stack.api("mallory").trigger(DAG_ID, conf=VALID_PARAMS)
+        restore_stack.api("mallory").trigger(DAG_ID, conf={**VALID_PARAMS, "mfa_code": "123456"})
 
 
 def test_a_recovery_drill_on_the_real_components_passes_and_leaves_nothing(restore_stack):

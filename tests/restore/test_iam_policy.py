@@ -30,6 +30,7 @@ RESTORE_MODULES = [
     "operators/drill.py",
     "aws/sts.py",
     "aws/audit_store.py",
+    "aws/mfa_store.py",
     "notifiers/sns.py",
     "operators/restore.py",
     "operators/filesets.py",

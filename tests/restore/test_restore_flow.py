@@ -59,7 +59,11 @@ def test_happy_path_restores_every_point_encrypted_private_and_reports(
     # The audit trail tells the whole story, with the report pointing at its head.
     entries = audit_entries(restore_plan)
     actions = [(e.action, e.outcome, e.actor) for e in entries]
-    assert actions[0] == ("restore.request", "started", "alice")
+    assert actions[:2] == [
+        ("mfa.initiate", "succeeded", "alice"),
+        ("restore.request", "started", "alice"),
+    ]
+    assert ("mfa.approve", "succeeded", "bob") in actions
     assert ("restore.approve", "succeeded", "bob") in actions
     assert ("restore.retrieve", "succeeded", "alice") in actions
     assert sum(1 for a in actions if a[:2] == ("restore.ebs", "started")) == len(volumes)

@@ -257,7 +257,7 @@ def test_e2e_profile_turns_the_correctness_refusals_on(aws):
         "cluster_members": True,
         "unavailable_instances": True,
     }
-    assert realism.settings("s3") == {"max_parts": 10000}
+    assert realism.settings("s3") == {"max_parts": 10000, "conflict_every": 7}
     ec2 = _client("ec2")
     snapshot, _ami = _snapshot_used_by_ami(ec2)
     with pytest.raises(ClientError) as exc:

@@ -1,8 +1,9 @@
 """The UI path of a DR restore in a real browser, on the CeleryExecutor stack with FAB.
 
-alice (DR Initiator) fills dr_restore's trigger form; she cannot approve her own run; bob
-(DR Approver) approves it under Required Actions; the run succeeds. mallory, who has no DR
-role, cannot trigger it. Screenshots of every step go to .securedr/screenshots/.
+alice (DR Initiator) fills dr_restore's trigger form, typing the code her authenticator shows;
+she cannot approve her own run; bob (DR Approver) approves it under Required Actions, typing
+his; the run succeeds. mallory, who has no DR role, cannot trigger it. Screenshots of every
+step go to .securedr/screenshots/.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def fill_trigger_form(page, stack: dict) -> None:
-    """Open dr_restore, press Trigger, fill the Params form and submit it."""
+def fill_trigger_form(page, stack: dict, mfa_code: str) -> None:
+    """Open dr_restore, press Trigger, fill the Params form (MFA code last, as a person would)."""
     page.goto(stack["api_url"] + "/dags/dr_restore")
     page.get_by_role("button", name="Trigger Dag").click()
     dialog = page.get_by_role("dialog")
     dialog.locator("#element_reason").fill(REASON)
     dialog.locator("#element_ticket").fill(TICKET)
+    dialog.locator("#element_mfa_code").fill(mfa_code)
     return dialog
 
 
@@ -60,7 +62,7 @@ def restore_runs(stack: dict) -> list[dict]:
 def test_a_user_without_a_dr_role_cannot_trigger_dr_restore(ui_stack, browser):
     page = login(browser, ui_stack, "mallory")
     before = restore_runs(ui_stack)
-    dialog = fill_trigger_form(page, ui_stack)
+    dialog = fill_trigger_form(page, ui_stack, "123456")  # mallory has no authenticator
     shot(page, "01-mallory-trigger-form")
     dialog.get_by_role("button", name="Trigger", exact=True).click()
     page.get_by_text("You do not have permission").first.wait_for()
@@ -73,7 +75,7 @@ def test_a_user_without_a_dr_role_cannot_trigger_dr_restore(ui_stack, browser):
 def alice_run(ui_stack, browser) -> dict:
     """alice triggers dr_restore from the form; the run waits for approval."""
     page = login(browser, ui_stack, "alice")
-    dialog = fill_trigger_form(page, ui_stack)
+    dialog = fill_trigger_form(page, ui_stack, ui_stack["stack"].mfa_code("alice"))
     shot(page, "03-alice-trigger-form")
     dialog.get_by_role("button", name="Trigger", exact=True).click()
     page.wait_for_url(re.compile(r"/dags/dr_restore/runs/[^/]+$"))
@@ -129,6 +131,7 @@ def test_the_approver_approves_under_required_actions_and_the_restore_succeeds(
     link.first.click()
     page.get_by_text("Restore request from alice").wait_for()
     page.get_by_text(f"Reason: {REASON}").wait_for()
+    page.locator("#element_approver_mfa_code").fill(ui_stack["stack"].mfa_code("bob"))
     shot(page, "07-bob-sees-the-request")
     page.get_by_role("button", name="Approve", exact=True).click()
     page.get_by_text("response successful").first.wait_for()
@@ -141,6 +144,10 @@ def test_the_approver_approves_under_required_actions_and_the_restore_succeeds(
     assert (report["initiator"], report["approver"]) == ("alice", "bob")
     assert (report["reason"], report["ticket"]) == (REASON, TICKET)
     assert report["resources"] and not report["failed"]
+    # Both codes were checked, and only the verdicts were kept.
+    decision = api.xcom("dr_restore", run_id, "approve_restore")
+    assert decision["mfa"]["result"] == "ok" and decision["mfa"]["user"] == "bob"
+    assert "approver_mfa_code" not in decision["params_input"]
     page.goto(f"{ui_stack['api_url']}/dags/dr_restore/runs/{urllib.parse.quote(run_id, safe='')}")
     page.get_by_text("confirm_restore").first.wait_for()
     shot(page, "09-restore-succeeded")

@@ -138,3 +138,35 @@ def add_tags(ec2: Any, snapshot_ids: list[str], tags: dict[str, str]) -> None:
 
 def delete_snapshot(ec2: Any, snapshot_id: str) -> None:
     ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+
+#: Lock states in which AWS refuses DeleteSnapshot (``expired`` locks no longer protect).
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_LockedSnapshotsInfo.html
+LOCKED_STATES = ("compliance-cooloff", "governance", "compliance")
+LOCK_BATCH = 200
+
+
+def locked_snapshots(ec2: Any, snapshot_ids: list[str]) -> dict[str, str]:
+    """Which of ``snapshot_ids`` are under a snapshot lock now: id -> lock state.
+
+    Read with DescribeLockedSnapshots (batched, every page followed), so retention never
+    attempts a deletion AWS would refuse.
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeLockedSnapshots.html
+    """
+    locked: dict[str, str] = {}
+    for batch in chunks(sorted(set(snapshot_ids)), LOCK_BATCH):
+        request: dict[str, Any] = {
+            "SnapshotIds": batch,
+            "Filters": [{"Name": "lock-state", "Values": list(LOCKED_STATES)}],
+            "MaxResults": 1000,
+        }
+        while True:
+            page = ec2.describe_locked_snapshots(**request)
+            for info in page.get("Snapshots", []):
+                if info.get("LockState") in LOCKED_STATES:
+                    locked[str(info["SnapshotId"])] = str(info["LockState"])
+            token = page.get("NextToken")
+            if not token:
+                break
+            request["NextToken"] = token
+    return locked

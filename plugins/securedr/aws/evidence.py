@@ -7,10 +7,13 @@ quietly replace or delete it while the retention lasts.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from securedr.aws.errors import error_code
+from securedr.aws.s3_writes import AlreadyWritten, write_once
 from securedr.core.audit import ObjectVersion
 
 
@@ -43,10 +46,14 @@ class EvidenceStore:
         return f"s3://{self.bucket}/{key}"
 
     def put(self, key: str, body: bytes, content_type: str = "application/json") -> str:
-        """Write ``body`` once at ``key``; raise :class:`EvidenceExists` if something is there."""
+        """Write ``body`` once at ``key``; raise :class:`EvidenceExists` if something else is
+        there. A 409 ConditionalRequestConflict is retried; a 412 after which the stored object
+        is byte-for-byte ``body`` (an earlier attempt of this write landed) counts as written.
+        """
         retain_until = datetime.now(UTC) + timedelta(days=self.lock_days)
-        try:
-            self.s3.put_object(
+
+        def write() -> Any:
+            return self.s3.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=body,
@@ -58,10 +65,11 @@ class EvidenceStore:
                 IfNoneMatch="*",
                 ChecksumAlgorithm="SHA256",
             )
-        except Exception as exc:
-            if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise EvidenceExists(self.url(key)) from None
-            raise
+
+        try:
+            write_once(write, url=self.url(key), confirm=lambda: self.get(key) == body)
+        except AlreadyWritten:
+            raise EvidenceExists(self.url(key)) from None
         return self.url(key)
 
     def get(self, key: str) -> bytes:
@@ -100,6 +108,53 @@ class EvidenceStore:
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
+
+
+class AwsTimeUnavailable(Exception):
+    """AWS's current time could not be read; the message says why."""
+
+
+def aws_time(s3: Any, bucket: str) -> datetime:
+    """AWS's clock now: the ``Date`` header of a HeadBucket on ``bucket``.
+
+    S3 stamps every response with "the date and time Amazon S3 responded"
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/RESTCommonResponseHeaders.html), read
+    fresh over TLS at the moment it is needed, so neither a forged local clock nor a long night
+    (copies that took hours) can move it. Raises
+    :class:`AwsTimeUnavailable` when the call fails or the header is missing or malformed.
+    """
+    try:
+        response = s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        raise AwsTimeUnavailable(
+            f"HeadBucket on s3://{bucket} failed ({error_code(exc) or type(exc).__name__})"
+        ) from None
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    moment = _parse_date(str(headers.get("date") or ""))
+    if moment is None:
+        raise AwsTimeUnavailable(f"HeadBucket on s3://{bucket} answered no usable Date header")
+    return moment
+
+
+#: Repeated headers reach botocore joined by ", "; an HTTP date itself ends in "GMT".
+_DATE_SEPARATOR = re.compile(r"(?<=GMT),\s*")
+
+
+def _parse_date(value: str) -> datetime | None:
+    """The instant in an HTTP ``Date`` header, or ``None`` if absent, malformed or ambiguous
+    (several values more than a second apart: a proxy answered, not S3 alone)."""
+    moments = []
+    for part in _DATE_SEPARATOR.split(value.strip()) if value.strip() else []:
+        try:
+            moment = parsedate_to_datetime(part)
+        except (TypeError, ValueError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        moments.append(moment.astimezone(UTC))
+    if not moments or max(moments) - min(moments) > timedelta(seconds=1):
+        return None
+    return max(moments)
 
 
 def list_versions(s3: Any, bucket: str, prefix: str) -> list[ObjectVersion]:

@@ -4,10 +4,13 @@ Backup (:func:`backup_file_set`): for every file of a set - every object under a
 every regular file under a local directory - a fresh data key from KMS ``GenerateDataKey``
 under the plan's DR key, streamed through :func:`securedr.core.envelope.encrypt_stream` (the
 data key is wrapped by KMS and by the offline recovery public key) straight into S3: one
-``PutObject`` for small envelopes, a multipart upload in ``PART_SIZE`` parts for large ones.
-Every object is written once (``If-None-Match: *``), SSE-KMS under the DR key and with Object
-Lock retention, exactly like the evidence store. Memory is flat in the file size (one part
-buffer plus the envelope's chunk buffers). Keys are deterministic per run and file
+``PutObject`` for small envelopes, a multipart upload for large ones, in parts of ``PART_SIZE``
+or, for files over about 78 GiB, of the size :func:`securedr.core.multipart.part_size` picks so
+anything up to S3's 5 TiB object limit fits in 10,000 parts. Every object is written once
+(``If-None-Match: *``; only 412 means "exists", a 409 is retried, see
+:mod:`securedr.aws.s3_writes`), SSE-KMS under the DR key and with Object Lock retention,
+exactly like the evidence store. Memory is one part buffer (8 MiB, up to 525 MiB for a 5 TiB
+file) plus the envelope's chunk buffers. Keys are deterministic per run and file
 (:func:`securedr.core.filesets.object_key`): a retried task finds an object an earlier try
 stored, proves it by decrypting it, and records it instead of writing another.
 
@@ -34,8 +37,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from securedr.aws import s3_writes
 from securedr.aws.errors import ServiceClients, error_code
-from securedr.core import envelope
+from securedr.aws.s3_writes import (
+    CONFLICT_ATTEMPTS,
+    AlreadyWritten,
+    WriteConflict,
+    is_conflict,
+    is_precondition_failed,
+    write_once,
+)
+from securedr.core import envelope, multipart
 from securedr.core.filesets import (
     BackedUpFile,
     FileSetError,
@@ -62,6 +74,8 @@ __all__ = [
 
 #: Multipart part size; S3 needs at least 5 MiB for every part but the last.
 PART_SIZE = 8 << 20
+#: S3's limit on the parts of one multipart upload.
+MAX_PARTS = multipart.MAX_PARTS
 #: A set reports at most this many problems by file; the rest are counted.
 MAX_PROBLEMS = 20
 #: Seconds between progress lines in the task log.
@@ -148,13 +162,38 @@ def _file_opener(path: Path) -> Callable[[], BinaryIO]:
 # --------------------------------------------------------------------------- upload
 
 
+def envelope_size_bound(plaintext_size: int, chunk_size: int = envelope.DEFAULT_CHUNK_SIZE) -> int:
+    """At least the size of the envelope of ``plaintext_size`` bytes: the largest header the
+    format allows plus one record header and tag per chunk (and a final, possibly empty, one)."""
+    header = (
+        64  # magic, version, chunk size, lengths, flags
+        + envelope.FILE_ID_SIZE
+        + envelope.KEY_COMMITMENT_SIZE
+        + envelope.MAX_KMS_KEY_ARN_SIZE
+        + envelope.MAX_KMS_WRAPPED_KEY_SIZE
+        + 256  # recovery stanza (key id, ephemeral key, wrapped key)
+        + envelope.HEADER_MAC_SIZE
+    )
+    records = plaintext_size // chunk_size + 2
+    return plaintext_size + header + records * (envelope.RECORD_HEADER_SIZE + envelope.TAG_SIZE)
+
+
 class _ObjectWriter:
     """A write-only stream into one S3 object: a single PutObject if the whole envelope fits
-    in one part, else a multipart upload. Holds one part in memory; nothing is visible in the
-    bucket until :meth:`finish` succeeded, and :meth:`abort` removes an unfinished upload."""
+    in one part, else a multipart upload in ``part_size`` parts. Holds one part in memory;
+    nothing is visible in the bucket until :meth:`finish` succeeded, and :meth:`abort` removes
+    an unfinished upload."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, extra: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        bucket: str,
+        key: str,
+        extra: Mapping[str, Any],
+        part_size: int = PART_SIZE,
+    ) -> None:
         self.s3, self.bucket, self.key, self.extra = s3, bucket, key, dict(extra)
+        self.part_size = part_size
         self.buffer = bytearray()
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
@@ -162,17 +201,23 @@ class _ObjectWriter:
     def write(self, data: Any) -> int:
         view = memoryview(data)
         self.buffer += view
-        while len(self.buffer) >= PART_SIZE:
-            self._upload_part(bytes(self.buffer[:PART_SIZE]))
-            del self.buffer[:PART_SIZE]
+        while len(self.buffer) >= self.part_size:
+            self._upload_part(bytes(self.buffer[: self.part_size]))
+            del self.buffer[: self.part_size]
         return len(view)
 
     def _upload_part(self, body: bytes) -> None:
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            # The source grew after it was measured: stop before S3 refuses part 10,001.
+            raise multipart.ObjectTooLarge(
+                f"s3://{self.bucket}/{self.key}: more than {MAX_PARTS} parts of "
+                f"{self.part_size} bytes; the file grew while it was being backed up"
+            )
         if self.upload_id is None:
             self.upload_id = self.s3.create_multipart_upload(
                 Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="SHA256", **self.extra
             )["UploadId"]
-        number = len(self.parts) + 1
         checksum = base64.b64encode(hashlib.sha256(body).digest()).decode()
         response = self.s3.upload_part(
             Bucket=self.bucket,
@@ -186,21 +231,41 @@ class _ObjectWriter:
             {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
         )
 
-    def finish(self) -> str | None:
-        """Make the object visible; return its version id. Raises on an existing object."""
-        if self.upload_id is None:
-            response = self.s3.put_object(
+    def _put_whole(self) -> str | None:
+        body = bytes(self.buffer)
+
+        def write() -> Any:
+            return self.s3.put_object(
                 Bucket=self.bucket,
                 Key=self.key,
-                Body=bytes(self.buffer),
+                Body=body,
                 ChecksumAlgorithm="SHA256",
                 IfNoneMatch="*",
                 **self.extra,
             )
-        else:
-            if self.buffer:
-                self._upload_part(bytes(self.buffer))
-                self.buffer.clear()
+
+        def ours() -> bool:
+            stored = self.s3.get_object(Bucket=self.bucket, Key=self.key)
+            return bytes(stored["Body"].read()) == body
+
+        url = f"s3://{self.bucket}/{self.key}"
+        try:
+            response = write_once(write, url=url, confirm=ours)
+        except AlreadyWritten:
+            raise ObjectExists(url) from None
+        if response is None:  # an earlier attempt of this very write landed
+            return (_head(self.s3, self.bucket, self.key) or {}).get("VersionId")
+        return response.get("VersionId")
+
+    def finish(self) -> str | None:
+        """Make the object visible; return its version id. Raises :class:`ObjectExists` on an
+        existing object and :class:`WriteConflict` when a multipart upload must start again."""
+        if self.upload_id is None:
+            return self._put_whole()
+        if self.buffer:
+            self._upload_part(bytes(self.buffer))
+            self.buffer.clear()
+        try:
             response = self.s3.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
@@ -208,18 +273,28 @@ class _ObjectWriter:
                 MultipartUpload={"Parts": self.parts},
                 IfNoneMatch="*",
             )
-            # Set the retention on the completed version itself too: the object is locked
-            # whether or not the service carried the upload's lock headers over.
-            self.s3.put_object_retention(
-                Bucket=self.bucket,
-                Key=self.key,
-                VersionId=response.get("VersionId"),
-                Retention={
-                    "Mode": self.extra["ObjectLockMode"],
-                    "RetainUntilDate": self.extra["ObjectLockRetainUntilDate"],
-                },
-                ChecksumAlgorithm="SHA256",
-            )
+        except Exception as exc:
+            url = f"s3://{self.bucket}/{self.key}"
+            if is_precondition_failed(exc):
+                raise ObjectExists(url) from None
+            if is_conflict(exc):
+                # AWS: "On a 409 failure you should re-initiate the multipart upload with
+                # CreateMultipartUpload and re-upload each part."
+                # https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html
+                raise WriteConflict(f"{url}: 409 ConditionalRequestConflict") from None
+            raise
+        # Set the retention on the completed version itself too: the object is locked
+        # whether or not the service carried the upload's lock headers over.
+        self.s3.put_object_retention(
+            Bucket=self.bucket,
+            Key=self.key,
+            VersionId=response.get("VersionId"),
+            Retention={
+                "Mode": self.extra["ObjectLockMode"],
+                "RetainUntilDate": self.extra["ObjectLockRetainUntilDate"],
+            },
+            ChecksumAlgorithm="SHA256",
+        )
         return response.get("VersionId")
 
     def abort(self) -> None:
@@ -247,6 +322,7 @@ def store_envelope(
     recovery_public_key: str,
     lock_mode: str,
     lock_days: int,
+    size: int | None = None,
 ) -> tuple[envelope.EncryptResult, str | None]:
     """Encrypt ``source`` under a fresh KMS data key into a new object at ``key``.
 
@@ -254,7 +330,18 @@ def store_envelope(
     The object is SSE-KMS under ``kms_key_arn`` with Object Lock ``lock_mode`` for
     ``lock_days``; raises :class:`ObjectExists` if anything is already at ``key`` (nothing is
     overwritten) and leaves no object and no open multipart upload behind on failure.
+
+    ``size`` (the plaintext's size, when known) sets the multipart part size so the object
+    fits S3's 10,000 parts; more than S3's 5 TiB object limit raises
+    :class:`~securedr.core.multipart.ObjectTooLarge` before anything is written. A 409
+    ConditionalRequestConflict on CompleteMultipartUpload raises :class:`WriteConflict`: the
+    caller starts the file again.
     """
+    part = PART_SIZE
+    if size is not None:
+        part = multipart.part_size(
+            envelope_size_bound(size), minimum=PART_SIZE, max_parts=MAX_PARTS
+        )
     data_key = kms.generate_data_key(KeyId=kms_key_arn, KeySpec="AES_256")
     writer = _ObjectWriter(
         s3,
@@ -267,6 +354,7 @@ def store_envelope(
             "ObjectLockMode": lock_mode,
             "ObjectLockRetainUntilDate": datetime.now(UTC) + timedelta(days=lock_days),
         },
+        part_size=part,
     )
     try:
         result = envelope.encrypt_stream(
@@ -281,7 +369,7 @@ def store_envelope(
         version = writer.finish()
     except Exception as exc:
         writer.abort()
-        if error_code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+        if is_precondition_failed(exc):
             raise ObjectExists(f"s3://{bucket}/{key}") from None
         raise
     return result, version
@@ -455,22 +543,29 @@ def _backup_one(
 ) -> BackedUpFile:
     bucket = plan.evidence_bucket
     if _head(s3, bucket.name, key) is None:
-        try:
-            with source.open() as stream:
-                encrypted, version = store_envelope(
-                    s3,
-                    kms,
-                    stream,
-                    bucket=bucket.name,
-                    key=key,
-                    kms_key_arn=dr_key_arn,
-                    recovery_public_key=recovery_public_key,
-                    lock_mode=bucket.object_lock_mode,
-                    lock_days=bucket.object_lock_days,
-                )
-            return BackedUpFile.stored(source.path, key, version, encrypted)
-        except ObjectExists:
-            pass  # another try stored it between our check and our write
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                with source.open() as stream:
+                    encrypted, version = store_envelope(
+                        s3,
+                        kms,
+                        stream,
+                        bucket=bucket.name,
+                        key=key,
+                        kms_key_arn=dr_key_arn,
+                        recovery_public_key=recovery_public_key,
+                        lock_mode=bucket.object_lock_mode,
+                        lock_days=bucket.object_lock_days,
+                        size=source.size,
+                    )
+                return BackedUpFile.stored(source.path, key, version, encrypted)
+            except ObjectExists:
+                break  # another try stored it between our check and our write
+            except WriteConflict:
+                # S3 lost the upload to a concurrent operation: read and upload the file again.
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                time.sleep(s3_writes.backoff(attempt))
     # Stored by an earlier try of this run: record what the object really holds.
     head = _head(s3, bucket.name, key) or {}
     version = head.get("VersionId")

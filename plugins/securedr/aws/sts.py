@@ -8,21 +8,24 @@ then offers the same ``client(service, region)`` / ``async_client`` interface as
 :class:`securedr.aws.clients.AwsClients`, so adapters do not care which one they get.
 
 Guarantees: credentials live only in memory, never appear in ``repr``, logs or exceptions;
-``AWS_ENDPOINT_URL`` is honoured exactly as for the connection's clients (sandbox).
+``AWS_ENDPOINT_URL`` is honoured exactly as for the connection's clients (sandbox); the
+credentials are renewed (the role assumed again) before they expire, so a task may run longer
+than one STS session.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import botocore.session
+from botocore.credentials import RefreshableCredentials
 
-from securedr.aws.errors import ServiceClients, error_code
+from securedr.aws.errors import ServiceClients, error_code, retry_config
 from securedr.core.manifest import run_token
 
 #: AWS caps role chaining at one hour; SecureDR never asks for more.
@@ -57,8 +60,55 @@ def session_name(run_id: str) -> str:
     return SESSION_PREFIX + run_token(run_id)
 
 
+#: Error codes AWS answers when a request is signed with expired temporary credentials
+#: (EC2 says RequestExpired: "...this error can also occur if the credentials have expired",
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html; STS-backed
+#: services say ExpiredToken / ExpiredTokenException).
+EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+#: Fetch the next session's credentials: ``{"AccessKeyId", "SecretAccessKey", "SessionToken",
+#: "Expiration"}`` as STS returns them.
+Renew = Callable[[], Mapping[str, Any]]
+
+
+def _metadata(credentials: Mapping[str, Any]) -> dict[str, str]:
+    """STS credentials in the shape botocore's refreshable credentials expect."""
+    expiration = credentials.get("Expiration")
+    if not isinstance(expiration, datetime):
+        # No expiry known: treat the session as lasting the minimum STS grants.
+        expiration = datetime.now(UTC) + timedelta(seconds=MIN_SESSION_SECONDS)
+    return {
+        "access_key": str(credentials["AccessKeyId"]),
+        "secret_key": str(credentials["SecretAccessKey"]),
+        "token": str(credentials["SessionToken"]),
+        "expiry_time": expiration.astimezone(UTC).isoformat(),
+    }
+
+
+class _RenewableCredentials(RefreshableCredentials):
+    """botocore's refreshable credentials, plus a way to renew now (AWS said they expired)."""
+
+    def renew_now(self) -> None:
+        with self._refresh_lock:  # _protected_refresh expects the lock held
+            self._protected_refresh(is_mandatory=True)
+
+
+def _expired(response: Any) -> bool:
+    if not response:
+        return False
+    parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else {}
+    return str((parsed or {}).get("Error", {}).get("Code", "")) in EXPIRED_CODES
+
+
 class AssumedRoleClients(ServiceClients):
-    """boto3/aiobotocore clients, one per (service, Region), under one assumed-role session."""
+    """boto3/aiobotocore clients, one per (service, Region), under one assumed-role session.
+
+    With ``renew`` (what :func:`assume_role` passes), the session outlives STS's one-hour limit:
+    botocore's refreshable credentials re-assume the role shortly before ``Expiration`` (15 min
+    ahead, mandatory at 10 min), and a request AWS refuses as expired (a local clock behind
+    AWS's) renews the credentials and is sent once more, freshly signed. A long file-set restore
+    or drill verification therefore keeps working past the hour.
+    """
 
     def __init__(
         self,
@@ -66,51 +116,133 @@ class AssumedRoleClients(ServiceClients):
         *,
         role_arn: str,
         session_name: str,
+        renew: Renew | None = None,
     ) -> None:
-        self._access_key = str(credentials["AccessKeyId"])
-        self._secret_key = str(credentials["SecretAccessKey"])
-        self._token = str(credentials["SessionToken"])
-        expiration = credentials.get("Expiration")
-        self.expiration: datetime | None = expiration if isinstance(expiration, datetime) else None
         self.role_arn = role_arn
         self.session_name = session_name
+        self._renew = renew
+        self._first = dict(credentials)
+        self._lock = threading.Lock()
+        self._latest_expiration: datetime | None = _as_datetime(credentials.get("Expiration"))
+        self._credentials = _RenewableCredentials.create_from_metadata(
+            metadata=_metadata(credentials),
+            refresh_using=self._fetch,
+            method="securedr-assume-role",
+        )
+        self._session = _session_with(self._credentials)
         self._clients: dict[tuple[str, str], Any] = {}
 
     def __repr__(self) -> str:
         return f"AssumedRoleClients(role_arn={self.role_arn!r}, session={self.session_name!r})"
 
+    @property
+    def expiration(self) -> datetime | None:
+        """When the current credentials expire (moves forward on every renewal)."""
+        return self._latest_expiration
+
+    def _fetch(self) -> dict[str, str]:
+        """Called by botocore (under its own lock) whenever the credentials need renewing."""
+        if self._renew is None:
+            # Nothing to renew with: hand back the same credentials; AWS will refuse them.
+            return _metadata(self._first)
+        credentials = self._renew()
+        self._latest_expiration = _as_datetime(credentials.get("Expiration"))
+        return _metadata(credentials)
+
     def expires_within(self, seconds: float) -> bool:
-        if self.expiration is None:
+        expiration = self.expiration
+        if expiration is None:
             return False
-        return self.expiration - datetime.now(UTC) < timedelta(seconds=seconds)
+        return expiration - datetime.now(UTC) < timedelta(seconds=seconds)
+
+    def _on_needs_retry(self, response: Any = None, request_dict: Any = None, **_: Any) -> Any:
+        """Renew and resend once when AWS says the token has expired."""
+        if self._renew is None or not _expired(response):
+            return None
+        context = (request_dict or {}).setdefault("context", {})
+        if context.get("securedr_renewed"):
+            return None
+        context["securedr_renewed"] = True
+        self._credentials.renew_now()
+        return 0  # retry at once; botocore signs the retry with the new credentials
 
     def client(self, service: str, region: str) -> Any:
         key = (service, region)
-        if key not in self._clients:
-            # botocore sessions are not safe for concurrent client creation; creation is rare.
-            with _SESSION_LOCK:
-                self._clients[key] = _shared_session().create_client(
-                    service,
-                    region_name=region,
-                    aws_access_key_id=self._access_key,
-                    aws_secret_access_key=self._secret_key,
-                    aws_session_token=self._token,
-                )
-        return self._clients[key]
+        with self._lock:
+            if key not in self._clients:
+                # botocore sessions are not safe for concurrent client creation; creation is rare.
+                with _SESSION_LOCK:
+                    client = self._session.create_client(
+                        service, region_name=region, config=retry_config()
+                    )
+                client.meta.events.register("needs-retry", self._on_needs_retry)
+                self._clients[key] = client
+            return self._clients[key]
 
     @asynccontextmanager
     async def async_client(self, service: str, region: str) -> AsyncIterator[Any]:
         """An aiobotocore client under the same session, for a trigger's event loop."""
+        from aiobotocore.credentials import AioRefreshableCredentials
         from aiobotocore.session import get_session
 
-        async with get_session().create_client(
-            service,
-            region_name=region,
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=self._secret_key,
-            aws_session_token=self._token,
+        async def fetch() -> dict[str, str]:
+            from asgiref.sync import sync_to_async
+
+            return await sync_to_async(self._fetch)()
+
+        class Renewable(AioRefreshableCredentials):
+            async def renew_now(self) -> None:
+                async with self._refresh_lock:
+                    await self._protected_refresh(is_mandatory=True)
+
+        frozen = self._credentials.get_frozen_credentials()
+        credentials = Renewable.create_from_metadata(
+            metadata={
+                "access_key": frozen.access_key,
+                "secret_key": frozen.secret_key,
+                "token": frozen.token or "",
+                "expiry_time": (self.expiration or datetime.now(UTC)).isoformat(),
+            },
+            refresh_using=fetch,
+            method="securedr-assume-role",
+        )
+
+        async def on_needs_retry(
+            response: Any = None, request_dict: Any = None, **_: Any
+        ) -> int | None:
+            if self._renew is None or not _expired(response):
+                return None
+            context = (request_dict or {}).setdefault("context", {})
+            if context.get("securedr_renewed"):
+                return None
+            context["securedr_renewed"] = True
+            await credentials.renew_now()
+            return 0
+
+        session = get_session()
+        session._credentials = credentials
+        async with session.create_client(
+            service, region_name=region, config=retry_config()
         ) as client:
+            client.meta.events.register("needs-retry", on_needs_retry)
             yield client
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+
+def _session_with(credentials: RefreshableCredentials) -> botocore.session.Session:
+    """A botocore session signing with ``credentials`` that shares the process's parsed models.
+
+    botocore has no public setter for refreshable credentials on a session; assigning
+    ``_credentials`` is the documented-by-use way (botocore's own providers do the same).
+    """
+    with _SESSION_LOCK:
+        session = botocore.session.Session()
+        session.register_component("data_loader", _shared_session().get_component("data_loader"))
+    session._credentials = credentials
+    return session
 
 
 def check_role_settings(role_arn: str | None, external_id: str | None, variable: str) -> None:
@@ -167,7 +299,27 @@ def assume_role(
                 "with this external id"
             ) from None
         raise
-    return AssumedRoleClients(response["Credentials"], role_arn=role_arn, session_name=session)
+
+    def renew() -> Mapping[str, Any]:
+        # The same request again: a new session under the same name, for the same run.
+        try:
+            return sts.assume_role(
+                RoleArn=role_arn,
+                RoleSessionName=session,
+                ExternalId=external_id,
+                DurationSeconds=duration,
+            )["Credentials"]
+        except Exception as exc:
+            code = error_code(exc)
+            if code:
+                raise RestoreRoleError(
+                    f"STS refused to renew the session of {role_arn} ({code})"
+                ) from None
+            raise
+
+    return AssumedRoleClients(
+        response["Credentials"], role_arn=role_arn, session_name=session, renew=renew
+    )
 
 
 def assume_restore_role(

@@ -89,9 +89,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     from securedr.aws.audit_store import S3AuditTrail
+    from securedr.aws.errors import retry_config
 
     trail = S3AuditTrail(
-        boto3.client("s3", region_name=plan.regions.dr),
+        boto3.client("s3", region_name=plan.regions.dr, config=retry_config()),
         bucket=plan.evidence_bucket.name,
         evidence_prefix=plan.evidence_bucket.prefix,
         plan=plan.name,

@@ -13,6 +13,8 @@ Guarantees:
   unless ``--force``.
 * Every failure exits with status 2 and one line on stderr that says what was wrong and
   what to do; no traceback, and never key material.
+* Ctrl-C (SIGINT) during ``recover-file`` exits with status 130 and one line on stderr; the
+  temporary plaintext is deleted and ``--out`` is left as it was.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def register(subparsers: Any) -> None:
     _add_common(recover)
     recover.add_argument("--out", required=True, metavar="PLAIN", type=Path)
     recover.add_argument("--force", action="store_true", help="replace an existing --out")
-    recover.set_defaults(func=_recover_file)
+    recover.set_defaults(
+        func=_recover_file,
+        interrupted_message="interrupted; nothing was written (the partial output was removed)",
+    )
 
     verify = subparsers.add_parser(
         "verify-file",

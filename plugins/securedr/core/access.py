@@ -7,7 +7,9 @@ widens the assignment. The functions here make those decisions from the plan alo
 * :func:`check_initiator` - the user who triggered the run is one of ``access.initiators``;
 * :func:`approvers_for` - who may approve a run started by a given initiator (never themselves);
 * :func:`check_approval` - the recorded answer is "Approve", given by an approver who is not the
-  initiator, before the deadline.
+  initiator, before the deadline, and carries that approver's verified MFA code (the approval
+  step checks the code the approver typed and records only the verdict, see
+  :mod:`securedr.core.mfa`).
 
 Each refusal raises :class:`AccessRefused` with a message that says what was wrong and what to
 do. Users are compared by their Airflow user name (SimpleAuthManager and FabAuthManager both
@@ -76,7 +78,8 @@ def check_approval(response: Mapping[str, Any] | None, *, plan: Plan, initiator:
     ``response`` is what the approval task returned: ``chosen_options``, ``responded_by_user``
     ``{"id", "name"}``, ``responded_at`` and ``timed_out``. Refuses (raising
     :class:`AccessRefused`) when there is no response, the deadline passed, the answer is not
-    exactly ``["Approve"]``, or the responder is not an approver or is the initiator.
+    exactly ``["Approve"]``, the responder is not an approver or is the initiator, or the
+    response's ``mfa`` verdict is not the responder's ``ok``.
     """
     minutes = plan.access.approval_timeout_minutes
     if not response:
@@ -110,5 +113,21 @@ def check_approval(response: Mapping[str, Any] | None, *, plan: Plan, initiator:
         raise AccessRefused(
             f"{name} answered {chosen or 'nothing'} instead of approving; nothing was restored"
         )
+    _check_mfa_verdict(response.get("mfa"), name)
     responded_at = response.get("responded_at")
     return Approval(approver=name, responded_at=str(responded_at) if responded_at else None)
+
+
+def _check_mfa_verdict(verdict: Any, approver: str) -> None:
+    """The approver's MFA code was verified when they answered; refuse otherwise."""
+    if not isinstance(verdict, Mapping):
+        raise AccessRefused(
+            f"{approver}'s approval carries no MFA verification (approving needs the current "
+            "code from the approver's enrolled authenticator in the approval form); nothing "
+            "was restored. Trigger a new run"
+        )
+    if verdict.get("user") != approver or verdict.get("result") != "ok":
+        reason = str(verdict.get("reason") or "the MFA code was not verified")
+        raise AccessRefused(
+            f"{approver}'s MFA check failed: {reason}. Nothing was restored; trigger a new run"
+        )

@@ -27,9 +27,11 @@ def nightly_report(
 ) -> dict[str, Any]:
     """The run's record. ``succeeded`` is true only if every resource was protected, every copy
     verified, every file set was backed up completely, every retained copy of earlier nights
-    passed its re-check (``retained``, from the re-verification step) and no step failed.
-    Resources the run could not protect are listed under ``not_protected`` with the reason and
-    what to do; incidents on retained copies join tonight's under ``incidents``."""
+    passed its re-check (``retained``, from the re-verification step), no step failed and AWS
+    refused no retention deletion (``retention_refusals``: what could not be deleted, and AWS's
+    reason). Resources the run could not protect are listed under ``not_protected`` with the
+    reason and what to do; incidents on retained copies and possible forgeries retention found
+    join tonight's under ``incidents``."""
     retained = dict(retained or {})
     retained_failed = [
         f"{p['source']} -> {p['copy']} ({p['age']} old): {'; '.join(p['problems'])}"
@@ -46,6 +48,7 @@ def nightly_report(
     ]
     verifications = [v for v in verifications if v.recovery_point.not_protected is None]
     failed = [v for v in verifications if not v.passed]
+    refusals = [dict(r) for r in (retention or {}).get("retention_refusals") or []]
     failed_sets = failed_file_sets(file_sets)
     points = []
     for v in verifications:
@@ -75,6 +78,7 @@ def nightly_report(
         and not failed_tasks
         and not failed_sets
         and not not_protected
+        and not refusals
         and not retained_failed,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
@@ -98,7 +102,17 @@ def nightly_report(
         "failed_file_sets": failed_sets,
         "manifest": dict(manifest) if manifest else None,
         "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
+        "retention_refusals": refusals,
     }
+
+
+def describe_refusal(refusal: Mapping[str, Any]) -> str:
+    """``us-west-2/snap-1 (InvalidSnapshot.InUse: The snapshot ... is in use by ami-...)``."""
+    where = f"{refusal.get('region', '?')}/{refusal.get('copy', '?')}"
+    reason = str(refusal.get("code", "")) + (
+        f": {refusal['message']}" if refusal.get("message") else ""
+    )
+    return f"{where} ({reason})"
 
 
 def copy_durations(verifications: Sequence[Verification]) -> dict[str, Any] | None:
@@ -238,6 +252,8 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
             f"Retention{mode}: {len(deleted or [])} to delete, {retention.get('kept', 0)} kept "
             f"of {retention.get('considered', 0)} SecureDR snapshots"
         )
+    for refusal in report.get("retention_refusals") or []:
+        lines.append(f"  ! retention could not delete {describe_refusal(refusal)}")
     manifest = report.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")

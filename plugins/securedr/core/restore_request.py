@@ -62,6 +62,9 @@ PARAM_NAMES = frozenset(
         "reason",
         "ticket",
         "dry_run",
+        # The initiator's one-time MFA code: checked by check_initiator, never part of the
+        # request (nor of anything logged, returned or audited).
+        "mfa_code",
     }
 )
 

@@ -13,7 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.core.manifest import run_token
 from securedr.core.model import Verification
-from securedr.core.report import nightly_report, render_nightly_text
+from securedr.core.report import describe_refusal, nightly_report, render_nightly_text
 from securedr.operators.base import SecureDrOperator, run_identity
 
 #: Where a local copy of each report goes, besides the evidence bucket.
@@ -22,10 +22,11 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
-    any resource could not be protected, any DR copy failed verification, any file set failed or
-    any earlier step failed, or any retained DR copy of an earlier night failed its re-check
-    (``retained``, the re-verification step's result), naming them. It is the last step, so the
-    manifest of everything that WAS protected is already written when it fails.
+    any resource could not be protected, any DR copy failed verification, any file set failed,
+    any earlier step failed, AWS refused a retention deletion or any retained DR copy of an
+    earlier night failed its re-check (``retained``, the re-verification step's result), naming
+    them. It is the last step, so the manifest of everything that WAS protected and the report
+    are already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
@@ -121,6 +122,11 @@ class NightlyReportOperator(SecureDrOperator):
                 reasons.append("file sets failed: " + "; ".join(report["failed_file_sets"]))
             if failed_tasks:
                 reasons.append("steps failed: " + ", ".join(failed_tasks))
+            if report["retention_refusals"]:
+                reasons.append(
+                    "AWS refused retention deletions (kept): "
+                    + "; ".join(describe_refusal(r) for r in report["retention_refusals"])
+                )
             raise AirflowFailException("Nightly backup failed - " + "; ".join(reasons))
         return report
 

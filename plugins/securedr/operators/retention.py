@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+from botocore.exceptions import BotoCoreError, ClientError
 
 from securedr.aws import ebs, rds
+from securedr.aws.errors import error_code
+from securedr.aws.evidence import AwsTimeUnavailable, aws_time
 from securedr.core.model import (
     TAG_KIND,
     TAG_MANAGED,
@@ -17,13 +21,17 @@ from securedr.core.model import (
     TAG_SOURCE_ID,
     TAG_SOURCE_REGION,
     TAG_VERIFIED,
-    Verification,
     tags_to_dict,
 )
 from securedr.core.retention import Copy, RetentionPolicy, plan_retention, render_plan
 from securedr.operators.base import SecureDrOperator
 
 LOCATION_OF_ROLE = {"dr-copy": "dr", "recovery-point": "source"}
+
+
+def local_now() -> datetime:
+    """The worker's clock: the one a forged time would come from (tests replace it)."""
+    return datetime.now(UTC)
 
 
 def _as_utc(value: Any) -> datetime:
@@ -50,40 +58,60 @@ def copy_from_tags(copy_id: str, tags: dict[str, str], created: Any, plan: str) 
     )
 
 
+#: Deletion refusals that mean "already gone": a retried task finds its own earlier work done.
+GONE_CODES = frozenset({"InvalidSnapshot.NotFound", "DBSnapshotNotFound"})
+
+
 class ApplyRetentionOperator(SecureDrOperator):
     """Apply the plan's retention to every snapshot SecureDR made for this plan.
 
     Guarantees: only snapshots carrying SecureDR's managed tag and this plan's name are ever
     considered; the newest verified copy of each source (per location) is always kept, and never
     fewer than ``retention.min_copies`` verified copies; a source with no verified copy loses
-    nothing; if the local clock is ahead of the time AWS reported for this run's copies, nothing
-    is deleted at all. Every decision is logged with its reason. With ``dry_run`` (the plan's
+    nothing; snapshots under a snapshot lock (DescribeLockedSnapshots) are kept and never
+    attempted. Ages are trusted only if the local clock agrees with AWS's own clock, read fresh
+    at retention time (the evidence bucket's HeadBucket ``Date``); otherwise, or if AWS's time
+    cannot be read, nothing is deleted and the task fails. However long tonight's copies took
+    does not matter.
+
+    Snapshots are deleted one at a time: a deletion AWS refuses (a registered AMI uses the
+    snapshot, a lock taken meanwhile, throttling beyond the retries) is recorded in
+    ``retention_refusals`` and the others proceed; the run report then names it and fails the
+    run. Every decision is logged with its reason. With ``dry_run`` (the plan's
     ``retention.dry_run`` or the run's ``retention_dry_run`` param) nothing is deleted.
+
+    ``verifications`` is accepted for existing DAG files and no longer used: the trusted time
+    comes from AWS at retention time, not from when tonight's copies started.
     """
 
     template_fields: Sequence[str] = ("verifications", "dry_run", "plan_path")
 
-    def __init__(self, *, verifications: Any, dry_run: Any = False, **kwargs: Any) -> None:
+    def __init__(self, *, verifications: Any = None, dry_run: Any = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.verifications = verifications
         self.dry_run = dry_run
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def _candidates(self) -> list[tuple[Copy, str]]:
         plan = self.plan
-        dry_run = plan.retention.dry_run or str(self.dry_run).lower() in ("true", "1", "yes")
         candidates: list[tuple[Copy, str]] = []  # (copy, region)
         for region in plan.all_regions:
-            for snap in ebs.find_snapshots(
-                self.clients.ec2(region), {TAG_MANAGED: "true", TAG_PLAN: plan.name}
-            ):
-                copy = copy_from_tags(
-                    snap["SnapshotId"],
-                    tags_to_dict(snap.get("Tags")),
-                    snap.get("StartTime"),
-                    plan.name,
+            ec2 = self.clients.ec2(region)
+            ours = [
+                copy
+                for snap in ebs.find_snapshots(ec2, {TAG_MANAGED: "true", TAG_PLAN: plan.name})
+                if (
+                    copy := copy_from_tags(
+                        snap["SnapshotId"],
+                        tags_to_dict(snap.get("Tags")),
+                        snap.get("StartTime"),
+                        plan.name,
+                    )
                 )
-                if copy:
-                    candidates.append((copy, region))
+            ]
+            locked = self._locks(ec2, region, [c.copy_id for c in ours]) if ours else {}
+            candidates.extend(
+                (replace(c, locked=True) if c.copy_id in locked else c, region) for c in ours
+            )
             if "rds" in plan.selection.resource_types:
                 for snap in rds.list_manual_snapshots(self.clients.rds(region)):
                     copy = copy_from_tags(
@@ -94,47 +122,113 @@ class ApplyRetentionOperator(SecureDrOperator):
                     )
                     if copy:
                         candidates.append((copy, region))
+        return candidates
 
-        verdicts = [Verification.from_dict(v) for v in self.verifications or []]
-        attested = [
-            _as_utc(v.recovery_point.dr_created_at)
-            for v in verdicts
-            if v.passed and v.recovery_point.dr_created_at
-        ]
-        # AWS's own timestamp on tonight's copies: a forged local clock cannot move it.
-        trusted_time = max(attested) if attested else None
+    def _locks(self, ec2: Any, region: str, snapshot_ids: list[str]) -> dict[str, str]:
+        try:
+            return ebs.locked_snapshots(ec2, snapshot_ids)
+        except (ClientError, BotoCoreError) as exc:
+            raise AirflowFailException(
+                f"Retention refused, nothing deleted: the snapshot locks in {region} could not "
+                f"be read ({error_code(exc) or type(exc).__name__}); locked snapshots must never "
+                "be attempted. Grant the Airflow identity ec2:DescribeLockedSnapshots "
+                "(include/iam/securedr-backup-policy.json)."
+            ) from None
+
+    def _trusted_time(self) -> datetime:
+        bucket = self.plan.evidence_bucket.name
+        try:
+            return aws_time(self.clients.s3(self.plan.regions.dr), bucket)
+        except AwsTimeUnavailable as exc:
+            raise AirflowFailException(
+                f"Retention refused, nothing deleted: AWS's current time could not be read "
+                f"({exc}); ages cannot be checked against a forged clock. Check that the "
+                f"Airflow identity may s3:ListBucket on {bucket}."
+            ) from None
+
+    def _delete(self, copy: Copy, region: str) -> None:
+        if copy.kind == "ebs":
+            ebs.delete_snapshot(self.clients.ec2(region), copy.copy_id)
+        else:
+            rds.delete_snapshot(self.clients.rds(region), copy.copy_id)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        plan = self.plan
+        dry_run = plan.retention.dry_run or str(self.dry_run).lower() in ("true", "1", "yes")
+        candidates = self._candidates()
+        # Read after the listing: the freshest AWS time, taken just before deciding.
+        trusted_time = self._trusted_time()
         region_of = {(c.location, c.copy_id, c.source_id): r for c, r in candidates}
         result = plan_retention(
             [c for c, _ in candidates],
             RetentionPolicy(
                 keep_days=plan.retention.keep_days, min_copies=plan.retention.min_copies
             ),
-            now=datetime.now(UTC),
+            now=local_now(),
             trusted_time=trusted_time,
         )
         self.log.info(
-            "Retention decisions%s:\n%s", " (DRY RUN)" if dry_run else "", render_plan(result)
+            "Retention decisions%s (AWS time %s):\n%s",
+            " (DRY RUN)" if dry_run else "",
+            trusted_time.isoformat(timespec="seconds"),
+            render_plan(result),
         )
         if result.refused:
             raise AirflowFailException(f"Retention refused: {result.refused}")
         deleted: list[str] = []
+        already_gone: list[str] = []
+        refusals: list[dict[str, str]] = []
         for copy in result.to_delete:
             region = region_of[(copy.location, copy.copy_id, copy.source_id)]
             if dry_run:
                 self.log.info("DRY RUN: would delete %s %s in %s", copy.kind, copy.copy_id, region)
                 continue
-            if copy.kind == "ebs":
-                ebs.delete_snapshot(self.clients.ec2(region), copy.copy_id)
-            else:
-                rds.delete_snapshot(self.clients.rds(region), copy.copy_id)
+            try:
+                self._delete(copy, region)
+            except (ClientError, BotoCoreError) as exc:
+                code = error_code(exc) or type(exc).__name__
+                if code in GONE_CODES:
+                    self.log.info("%s %s in %s is already gone", copy.kind, copy.copy_id, region)
+                    already_gone.append(f"{region}/{copy.copy_id}")
+                    continue
+                message = (
+                    str(exc.response.get("Error", {}).get("Message", ""))
+                    if isinstance(exc, ClientError)
+                    else str(exc)
+                )
+                # Kept, reported, and the next one is tried: one refusal (an AMI still using
+                # the snapshot, a lock) must not stop retention for everything else.
+                self.log.warning(
+                    "AWS refused to delete %s %s in %s: %s %s",
+                    copy.kind,
+                    copy.copy_id,
+                    region,
+                    code,
+                    message,
+                )
+                refusals.append(
+                    {
+                        "copy": copy.copy_id,
+                        "kind": copy.kind,
+                        "region": region,
+                        "source": copy.source_id,
+                        "code": code,
+                        "message": message,
+                    }
+                )
+                continue
             self.log.info("Deleted %s %s in %s", copy.kind, copy.copy_id, region)
             deleted.append(f"{region}/{copy.copy_id}")
         return {
             "dry_run": dry_run,
+            "aws_time": trusted_time.isoformat(),
             "considered": len(result.decisions),
             "deleted": deleted,
+            "already_gone": already_gone,
+            "retention_refusals": refusals,
             "would_delete": [c.copy_id for c in result.to_delete] if dry_run else [],
             "kept": len(result.to_keep),
+            "locked": sorted(d.copy.copy_id for d in result.decisions if d.copy.locked),
             "decisions": [
                 {
                     "copy": d.copy.copy_id,
