@@ -29,7 +29,13 @@ from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
 from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.triggers.recovery_points import RecoveryPointsTrigger
-from tests.operators.helpers import ACCOUNT, ec2_backend, rds_backend, task_context
+from tests.operators.helpers import (
+    ACCOUNT,
+    ec2_backend,
+    rds_backend,
+    sign_manifest,
+    task_context,
+)
 
 POLICY = Path(__file__).resolve().parents[2] / "include" / "iam" / "securedr-backup-policy.json"
 
@@ -199,6 +205,19 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
         ec2_backend(dr).snapshots[snapshot_id].start_time = datetime.now(UTC) - timedelta(
             days=30 + age
         )
+        # Retention deletes only what a signed manifest lists: the night that made the copy.
+        sign_manifest(
+            f"scheduled__old-ebs-{age}",
+            [
+                {
+                    "kind": "ebs",
+                    "source_id": "vol-gone",
+                    "snapshot_id": f"snap-src-{age}",
+                    "dr_snapshot_id": snapshot_id,
+                }
+            ],
+            days_ago=30 + age,
+        )
 
     rds_tags = lineage_tags(
         plan=plan.name,
@@ -219,6 +238,11 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
         rds_backend("us-east-1").database_snapshots[identifier].created = datetime.now(
             UTC
         ) - timedelta(days=30 + age)
+        sign_manifest(
+            f"scheduled__old-rds-{age}",
+            [{"kind": "rds", "source_id": "orders-db", "snapshot_id": identifier}],
+            days_ago=30 + age,
+        )
 
     with recorded_calls() as calls:
         PreflightChecksOperator(task_id="preflight").execute(ctx)

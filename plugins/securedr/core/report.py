@@ -89,7 +89,8 @@ def nightly_report(
         ],
         "not_protected": not_protected,
         "incidents": [i for v in verifications for i in v.incidents]
-        + list(retained.get("incidents") or []),
+        + list(retained.get("incidents") or [])
+        + list((retention or {}).get("incidents") or []),
         "retained_copies": {
             "manifests": retained.get("manifests", 0),
             "checked": retained.get("checked", 0),
