@@ -198,32 +198,38 @@ def test_calls_per_retained_copy_are_bounded(estate, plan):
     assert len(aws_calls) == copies + 2
     assert result["calls"]["describe"] + result["calls"]["sharing"] == len(aws_calls)
     s3_reads = [a for s, a in seen if s == "s3"]
-    assert len(s3_reads) == result["calls"]["s3_reads"] == 1 + 3  # one list, one get per night
+    # One HeadBucket (AWS's time), one version listing, one get per night.
+    assert len(s3_reads) == result["calls"]["s3_reads"] == 1 + 1 + 3
 
 
-@pytest.mark.parametrize("kind", ["ebs"])
-def test_expired_copy_deleted_by_retention_is_not_a_problem(estate, plan, kind):
+def test_expired_copy_deleted_by_retention_is_not_a_problem(estate, plan, monkeypatch):
     verdicts = _earlier_night(plan)
-    gone = _copy(verdicts, kind)
+    gone = _copy(verdicts, "ebs")
     boto3.client("ec2", region_name=plan.regions.dr).delete_snapshot(SnapshotId=gone)
-    ctx = task_context(run_id=TONIGHT)
-    later = datetime.now(UTC) + timedelta(days=plan.retention.keep_days + 1)
-
-    class Clock(datetime):
-        @classmethod
-        def now(cls, tz=None):  # type: ignore[override]
-            return later
-
     import securedr.operators.verify as verify
 
-    original = verify.datetime
-    verify.datetime = Clock  # type: ignore[misc]
-    try:
-        result = ReverifyRetainedCopiesOperator(task_id="reverify").execute(ctx)
-    finally:
-        verify.datetime = original  # type: ignore[misc]
+    # AWS's clock says keep_days have passed: the deleted copy was retention's to delete.
+    later = datetime.now(UTC) + timedelta(days=plan.retention.keep_days + 1)
+    monkeypatch.setattr(verify, "aws_time", lambda s3, bucket: later)
+    result = _reverify()
     assert result["expired_and_gone"] == 1 and result["problems"] == []
     assert result["checked"] == len(verdicts) - 1
+
+
+def test_a_forged_local_clock_cannot_age_a_missing_copy_into_expired(estate, plan, monkeypatch):
+    verdicts = _earlier_night(plan)
+    gone = _copy(verdicts, "ebs")
+    boto3.client("ec2", region_name=plan.regions.dr).delete_snapshot(SnapshotId=gone)
+    import securedr.operators.verify as verify
+
+    class Forged(datetime):
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[override]
+            return datetime.now(tz) + timedelta(days=365)
+
+    monkeypatch.setattr(verify, "datetime", Forged)
+    result = _reverify()
+    assert [p["copy"] for p in result["problems"]] == [f"{plan.regions.dr}/{gone}"]
 
 
 def test_manifest_hidden_by_a_delete_marker_is_named_and_its_copies_still_checked(estate, plan):

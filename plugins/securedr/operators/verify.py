@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from securedr.aws import ebs, rds
+from securedr.aws.evidence import AwsTimeUnavailable, aws_time
 from securedr.aws.manifests import load_signed_manifests
 from securedr.core.model import TAG_VERIFIED, RecoveryPoint, Verification
 from securedr.core.retained import age_text, retained_copies
@@ -146,7 +147,7 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
         _, run_id = run_identity(context)
         plan = self.plan
         dr = plan.regions.dr
-        now = datetime.now(UTC)
+        now = self._now()
         signed = load_signed_manifests(
             self.evidence, self.trusted_public_keys(), plan=plan.name, dr_region=dr
         )
@@ -212,7 +213,8 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
                 problem["age"],
                 "; ".join(problem["problems"]),
             )
-        total_calls = calls["describe"] + calls["sharing"] + signed.reads
+        s3_calls = signed.reads + 1  # + the HeadBucket that read AWS's time
+        total_calls = calls["describe"] + calls["sharing"] + s3_calls
         self.log.info(
             "Re-verified %d retained DR copies from %d signed manifests (%d expired and gone): "
             "%d problems, %d incidents; %d AWS calls (%d describe, %d sharing, %d S3 reads).",
@@ -224,7 +226,7 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
             total_calls,
             calls["describe"],
             calls["sharing"],
-            signed.reads,
+            s3_calls,
         )
         result = {
             "manifests": len(signed.manifests),
@@ -232,11 +234,21 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
             "expired_and_gone": gone,
             "problems": problems,
             "incidents": incidents,
-            "calls": {**calls, "s3_reads": signed.reads, "total": total_calls},
+            "calls": {**calls, "s3_reads": s3_calls, "total": total_calls},
         }
         if incidents or problems:
             result["notified"] = self._notify(context, result)
         return result
+
+    def _now(self) -> datetime:
+        """AWS's clock (HeadBucket ``Date``), so a forged local clock cannot age a young copy
+        into "expired and gone"; the local clock only if AWS's cannot be read (logged)."""
+        bucket = self.plan.evidence_bucket.name
+        try:
+            return aws_time(self.clients.s3(self.plan.regions.dr), bucket)
+        except AwsTimeUnavailable as exc:
+            self.log.warning("AWS's time could not be read (%s); using the local clock.", exc)
+            return datetime.now(UTC)
 
     def _notify(self, context: Any, result: dict[str, Any]) -> bool:
         lines = [*result["incidents"]] + [
