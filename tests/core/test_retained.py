@@ -62,3 +62,48 @@ def test_age_text():
     assert age_text(NOW - timedelta(days=6, hours=3), NOW) == "6 days"
     assert age_text(NOW - timedelta(hours=3), NOW) == "3 h"
     assert age_text(None, NOW) == "unknown age"
+
+
+def test_snapshots_of_unprotected_resources_are_listed_unverified():
+    """A night that snapshotted a resource but could not copy it lists that snapshot in its
+    signed manifest, so retention may expire it (it deletes only what manifests list)."""
+    from securedr.core.manifest import build_manifest
+    from securedr.core.model import RecoveryPoint, Verification
+
+    failed = RecoveryPoint(
+        kind="rds",
+        source_id="orders-db",
+        source_region="us-east-1",
+        snapshot_id="securedr-orders-db-abc",
+        size_gib=1,
+        source_encrypted=True,
+        run_id="r",
+        not_protected="refused: SnapshotQuotaExceeded",
+    )
+    unsupported = RecoveryPoint(
+        kind="rds",
+        source_id="member-db",
+        source_region="us-east-1",
+        snapshot_id="",
+        size_gib=1,
+        source_encrypted=True,
+        run_id="r",
+        not_protected="unsupported: member of DB cluster",
+    )
+    payload = build_manifest(
+        plan="p",
+        run_id="r",
+        dag_id="dr_nightly_backup",
+        created_at=NOW.isoformat(),
+        dr_region="us-west-2",
+        dr_kms_key_arn="arn:aws:kms:us-west-2:1:key/k",
+        verifications=[
+            Verification(point=p.to_dict(), passed=False, problems=["not protected"])
+            for p in (failed, unsupported)
+        ],
+    )
+    listed = listed_snapshots([("m/1", payload)])
+    entry = listed[("us-east-1", "securedr-orders-db-abc")]
+    assert entry.verified is False and entry.location == "source"
+    assert entry.source == "us-east-1/orders-db" and entry.kind == "rds"
+    assert len(listed) == 1  # nothing was made for the unsupported one

@@ -127,7 +127,12 @@ def listed_snapshots(
     """
     out: dict[tuple[str, str], ListedSnapshot] = {}
     for key, payload in manifests:
-        for p in payload.get("recovery_points") or []:
+        # Snapshots made for resources the night could not protect are listed unverified.
+        entries = [
+            *(payload.get("recovery_points") or []),
+            *({**n, "verified": False} for n in payload.get("not_protected") or []),
+        ]
+        for p in entries:
             verified = bool(p.get("verified"))
             for region, sid, location in (
                 (p.get("dr_region") or payload.get("dr_region"), p.get("dr_snapshot_id"), "dr"),
