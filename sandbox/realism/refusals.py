@@ -298,11 +298,11 @@ def _reset() -> None:
 realism.behaviour(SECTION, before=before, after=after)
 realism.on_reset(SECTION, _reset)
 
-# The correctness refusals are on for the e2e suites. ENIs lingering after a drill's DB instance is
-# deleted are not yet: drill teardown must first retry DependencyViolation until they are gone.
+# The correctness refusals are on for the e2e suites, and so are ENIs lingering after a drill's DB
+# instance is deleted: drill teardown waits for them and retries DependencyViolation meanwhile.
 realism.PROFILES["e2e"][SECTION] = {
     "ami_in_use": True,
     "cluster_members": True,
     "unavailable_instances": True,
-    # "eni_linger_seconds": 20,
+    "eni_linger_seconds": 10,
 }

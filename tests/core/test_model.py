@@ -94,6 +94,7 @@ def test_to_dict_has_every_field() -> None:
     assert data["reused"] is True
     assert data["kind"] == "ebs"
     assert set(data) == {f.name for f in dataclasses.fields(RecoveryPoint)}
+    assert data["volume_type"] is None  # optional fields default, so older points still load
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: type(r).__name__)

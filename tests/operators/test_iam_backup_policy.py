@@ -29,6 +29,7 @@ from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
 from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.triggers.recovery_points import RecoveryPointsTrigger
+from tests.iam_eval import denied, kms_aliases, recorded_requests
 from tests.operators.helpers import (
     ACCOUNT,
     ec2_backend,
@@ -73,14 +74,17 @@ VIA_SERVICE = {
 IMPLIED = {"s3:PutObjectRetention"}
 #: Called only when an upload fails half way (tested on its own below).
 ON_FAILURE = {"s3:AbortMultipartUpload"}
+#: Called by dr_restore and the drill, which run under the same Airflow connection: it assumes
+#: the restore role (tested against recorded restores in tests/restore/test_iam_policy.py).
+FOR_RESTORES = {"sts:AssumeRole"}
 #: Stand-in for the DR key's ARN where no estate exists.
 SOME_DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/00000000-0000-0000-0000-000000000000"
 
 
 def _action(service: str, operation: str, params: dict | None = None) -> str:
-    if service == "s3" and operation == "GetObject" and (params or {}).get("VersionId"):
-        return "s3:GetObjectVersion"  # reading a given version is its own action
     if service == "s3":
+        if operation in ("GetObject", "HeadObject") and (params or {}).get("VersionId"):
+            return "s3:GetObjectVersion"  # reading a given version is its own permission
         return S3_ACTIONS.get(operation, f"s3:{operation}")
     return f"{service}:{operation}"
 
@@ -244,7 +248,7 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
             days_ago=30 + age,
         )
 
-    with recorded_calls() as calls:
+    with recorded_calls() as calls, recorded_requests() as requests:
         PreflightChecksOperator(task_id="preflight").execute(ctx)
         file_sets = BackupFileSetsOperator(task_id="backup_file_sets").execute(ctx)
         # A retry finds, and decrypts to check, what the first try stored.
@@ -284,7 +288,7 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
                 AttributeName="restore",
                 ValuesToAdd=["111122223333"],
             )
-    with recorded_calls() as later:
+    with recorded_calls() as later, recorded_requests() as later_requests:
         verdicts = VerifyDrCopiesOperator(task_id="verify", points=copied).execute(ctx)
         manifest = SignRunManifestOperator(
             task_id="manifest", verifications=verdicts, file_sets=file_sets
@@ -308,7 +312,7 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
         OperationType="add",
         GroupNames=["all"],
     )
-    with recorded_calls() as next_night:
+    with recorded_calls() as next_night, recorded_requests() as next_requests:
         rechecked = ReverifyRetainedCopiesOperator(task_id="reverify").execute(
             task_context(run_id="scheduled__next-night")
         )
@@ -320,8 +324,14 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
     allowed = _allowed(policy)
     assert calls - allowed == set(), f"calls the policy does not allow: {calls - allowed}"
     assert {"s3:PutObject", "kms:GenerateDataKey", "kms:Decrypt"} <= calls
-    unused = allowed - calls - VIA_SERVICE - IMPLIED - ON_FAILURE
+    # The retried file-set backup re-read the envelopes it stored, by VersionId.
+    assert "s3:GetObjectVersion" in calls
+    unused = allowed - calls - VIA_SERVICE - IMPLIED - ON_FAILURE - FOR_RESTORES
     assert unused == set(), f"the policy allows more than the run needs: {unused}"
+    # Resource level: each action on the very resource (ARN) the run used is allowed.
+    everything = [*requests, *later_requests, *next_requests]
+    aliases = kms_aliases(sorted({r.region for r in everything}))
+    assert denied(policy, everything, aliases) == []
 
 
 @pytest.mark.parametrize("action", sorted(VIA_SERVICE | IMPLIED))
@@ -370,3 +380,15 @@ def test_an_upload_that_fails_half_way_is_aborted_with_an_allowed_call(estate, p
     assert calls <= _allowed(_policy(plan, estate.key_arns[dr]))
     assert s3.list_multipart_uploads(Bucket=plan.evidence_bucket.name).get("Uploads", []) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=plan.evidence_bucket.name, Prefix=key)
+
+
+def test_the_connection_may_assume_exactly_the_plans_restore_role(plan):
+    """dr_restore and the drill assume the restore role with the connection's identity: the
+    trust policy alone is not enough on real AWS, the caller needs sts:AssumeRole on the role."""
+    (statement,) = _statements_for(_policy(plan), "sts:AssumeRole")
+    assert statement["Resource"] == [plan.restore.role_arn]
+    assert "*" not in plan.restore.role_arn
+    no_role = _policy(
+        plan.model_copy(update={"restore": plan.restore.model_copy(update={"role_arn": None})})
+    )
+    assert _statements_for(no_role, "sts:AssumeRole") == []

@@ -167,6 +167,7 @@ def make_backup(
     dr_key_arn: str | None = None,
     verified: bool = True,
     file_sets: list[dict[str, Any]] | None = None,
+    volume_performance: dict[str, Any] | None = None,
 ) -> Backup:
     """Recovery points + DR copies (lineage-tagged) + a signed manifest, like a nightly run."""
     from securedr.aws import ebs, rds
@@ -228,6 +229,7 @@ def make_backup(
                     dr_snapshot_id=copy_id,
                     dr_kms_key_arn=dr_key,
                     dr_created_at=created.isoformat(),
+                    **(volume_performance or {}),
                 )
             )
     for region, dbs in estate.protected_databases.items():

@@ -110,6 +110,7 @@ NO_RESOURCE_LEVEL = {
     "ec2:DescribeAvailabilityZones",
     "ec2:DescribeInternetGateways",
     "ec2:DescribeNatGateways",
+    "ec2:DescribeNetworkInterfaces",
     "ec2:DescribeSecurityGroups",
     "ec2:DescribeSubnets",
     "ec2:DescribeVpcs",
@@ -164,14 +165,24 @@ def static_calls() -> set[tuple[str, str]]:
     for module, qualnames in sources:
         for root in _nodes(PLUGINS / module, qualnames):
             for node in ast.walk(root):
-                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                if not isinstance(node, ast.Call):
                     continue
-                name = node.func.attr
+                if isinstance(node.func, ast.Attribute):
+                    name = node.func.attr
+                elif isinstance(node.func, ast.Name) and node.func.id == "describe_all":
+                    name = node.func.id
+                else:
+                    continue
                 if name in NOT_AWS_CALLS.get(module, set()):
                     continue
                 if name == "get_paginator" and node.args:
                     arg = node.args[0]
                     assert isinstance(arg, ast.Constant), f"{module}: dynamic paginator name"
+                    name = arg.value
+                if name == "describe_all" and len(node.args) > 1:
+                    # describe_all(client, "<operation>", ...) pages through that operation.
+                    arg = node.args[1]
+                    assert isinstance(arg, ast.Constant), f"{module}: dynamic describe name"
                     name = arg.value
                 candidates = operations.get(name, set())
                 assert len(candidates) <= 1, f"{module}: {name} is ambiguous: {candidates}"
@@ -322,3 +333,115 @@ def test_a_real_run_calls_nothing_the_static_scan_missed(restore_plan, backup, a
             assert set(triggers) <= params[action], (action, params[action])
     assert iam_actions(recorded - {ASSUME}) <= policy_actions(POLICY)
     h.check_approval(approval("bob"))  # and the role can still audit after a completed run
+
+
+# --------------------------------------------------------------------------- resource level
+
+
+def _rendered_policies(plan, estate) -> tuple[dict, dict]:
+    """(restore role policy, backup policy = the Airflow identity's) rendered for the sandbox."""
+    from securedr.core.iam import backup_policy_values
+    from tests.operators.test_iam_backup_policy import POLICY as BACKUP_POLICY
+    from tests.restore.conftest import ACCOUNT
+
+    dr_key = estate.key_arns[plan.regions.dr]
+    restore = iam.render(
+        POLICY_TEXT, iam.policy_values(plan, account_id=ACCOUNT, dr_key_arn=dr_key)
+    )
+    backup = iam.render(
+        BACKUP_POLICY.read_text(),
+        backup_policy_values(plan, account_id=ACCOUNT, dr_key_arn=dr_key),
+    )
+    return restore, backup
+
+
+def test_every_action_on_every_resource_of_a_restore_and_a_drill_is_allowed(
+    restore_plan, estate, backup
+):
+    """Resource-level check: each (action, resource ARN) a restore, its retries, a file-set
+    restore (versioned reads) and a drill's sandbox and teardown ask AWS for is allowed by the
+    shipped restore policy; the AssumeRole that gets the role is allowed by the policy of the
+    identity that calls it (the backup policy, attached to aws_default's identity)."""
+    from securedr.operators.drill import CreateDrillSandboxOperator, TeardownDrillSandboxOperator
+    from securedr.operators.restore import RestoreRecoveryPointsOperator
+    from tests.iam_eval import authorizations, denied, kms_aliases, recorded_requests
+
+    with recorded_requests() as requests:
+        # A run id of its own: file sets restored by another test's run would be found on disk,
+        # verified, and not read again.
+        h = Harness(run_id="manual__2026-11-26T11:11:11+00:00")
+        h.run_all(approver="carol")
+        assert h.restore_file_sets()
+        h.restore("ebs")
+        h.restore("rds")
+        drill = {**h.outputs["initiate"], "drill_id": "iamcheck"}
+        sandbox = CreateDrillSandboxOperator(task_id="create_sandbox", initiation=drill).execute(
+            h.context
+        )
+        for kind in ("ebs", "rds"):
+            RestoreRecoveryPointsOperator(
+                task_id=f"restore_{kind}",
+                kind=kind,  # type: ignore[arg-type]
+                initiation=h.outputs["initiate"],
+                retrieval=h.outputs["retrieve"],
+                sandbox=sandbox,
+            ).execute(h.context)
+        TeardownDrillSandboxOperator(task_id="teardown_sandbox", initiation=drill).execute(
+            h.context
+        )
+
+    restore_policy, backup_policy = _rendered_policies(restore_plan, estate)
+    base_key = os.environ["AWS_ACCESS_KEY_ID"]
+    as_role = [r for r in requests if r.access_key != base_key]
+    as_connection = [r for r in requests if r.access_key == base_key]
+    assert {(r.service, r.operation) for r in as_connection} == {ASSUME}
+    aliases = kms_aliases(sorted({r.region for r in requests}))
+    assert denied(backup_policy, as_connection, aliases) == []
+    assert denied(restore_policy, as_role, aliases) == []
+    pairs = {pair for r in as_role for pair in authorizations(r)}
+    actions = {a for a, _ in pairs}
+    # The run exercised what this test is about.
+    assert "s3:GetObjectVersion" in actions, "file sets are read at their manifest's version"
+    assert ("ec2:DescribeNetworkInterfaces", "*") in pairs
+    assert {"ec2:DeleteVpc", "rds:DeleteDBInstance", "ec2:CreateVolume"} <= actions
+    assert ("sts:AssumeRole", restore_plan.restore.role_arn) in {
+        pair for r in as_connection for pair in authorizations(r)
+    }
+
+
+def test_the_evaluator_matches_action_and_resource_not_only_the_action():
+    from tests.iam_eval import Request, allowed, authorizations, denied
+
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject"],
+                "Resource": ["arn:aws:s3:::b/p/*"],
+            }
+        ]
+    }
+    read = Request("s3", "GetObject", {"Bucket": "b", "Key": "p/x"}, "us-west-2", "k")
+    versioned = Request(
+        "s3", "GetObject", {"Bucket": "b", "Key": "p/x", "VersionId": "v1"}, "us-west-2", "k"
+    )
+    elsewhere = Request("s3", "GetObject", {"Bucket": "b", "Key": "q/x"}, "us-west-2", "k")
+    assert denied(policy, [read]) == []
+    assert denied(policy, [versioned]) == [
+        ("s3:GetObject", "s3:GetObjectVersion", "arn:aws:s3:::b/p/x")
+    ]
+    assert denied(policy, [elsewhere]) == [("s3:GetObject", "s3:GetObject", "arn:aws:s3:::b/q/x")]
+    assert allowed(policy, "S3:getobject", "arn:aws:s3:::b/p/deep/key")  # actions: any case
+    assert not allowed(policy, "s3:GetObject", "arn:aws:s3:::B/p/x")  # resources: exact case
+    volume = Request(
+        "ec2",
+        "CreateVolume",
+        {"SnapshotId": "snap-1", "TagSpecifications": [{}]},
+        "us-west-2",
+        "k",
+    )
+    assert authorizations(volume) == [
+        ("ec2:CreateVolume", "arn:aws:ec2:us-west-2:123456789012:volume/*"),
+        ("ec2:CreateVolume", "arn:aws:ec2:us-west-2::snapshot/snap-1"),
+        ("ec2:CreateTags", "arn:aws:ec2:us-west-2:123456789012:volume/*"),
+    ]

@@ -109,3 +109,54 @@ def test_sensor_fails_naming_the_failed_resource(restore_plan):
     assert last.resource == "ebs:us-west-2:vol-0000000000000000a"
     with pytest.raises(AirflowFailException, match="still not available: ebs:x"):
         sensor.execute_complete(make_context(), {"status": "timeout", "pending": ["ebs:x"]})
+
+
+# --------------------------------------------------------------------------- eventual consistency
+
+
+def test_trigger_treats_a_just_created_volume_missing_from_describes_as_pending(restore_plan):
+    from datetime import UTC, datetime
+
+    from tests.restore.consistency import hide
+
+    ref = {**_volume(restore_plan), "requested_at": datetime.now(UTC).isoformat()}
+    hidden = hide({ref["resource_id"]}, describes=3)
+
+    event = _first_event(_trigger(restore_plan, [ref]))
+
+    assert hidden["hidden_calls"] == 3
+    assert event["status"] == "success", event
+
+
+def test_sensor_defers_rather_than_fails_on_a_just_created_missing_resource(restore_plan):
+    from datetime import UTC, datetime
+
+    from tests.restore.consistency import hide
+
+    volume = _volume(restore_plan)
+    hide({volume["resource_id"]}, describes=1)
+    restored = [[{**volume, "requested_at": datetime.now(UTC).isoformat()}]]
+    sensor = RestoredResourcesSensor(task_id="wait", restored=restored)
+
+    with pytest.raises(TaskDeferred) as info:
+        sensor.execute(make_context(run_id=RUN_ID))
+
+    # The trigger gets the creation time too, so it keeps the same grace period.
+    assert info.value.trigger.refs[0]["requested_at"] == restored[0][0]["requested_at"]
+
+
+def test_a_resource_still_missing_after_the_grace_period_fails(restore_plan):
+    from datetime import UTC, datetime, timedelta
+
+    from securedr.core.restore import NOT_FOUND_GRACE_SECONDS
+
+    long_ago = datetime.now(UTC) - timedelta(seconds=NOT_FOUND_GRACE_SECONDS + 5)
+    gone = {
+        "kind": "rds",
+        "region": restore_plan.regions.dr,
+        "resource_id": "restored-gone-2",
+        "requested_at": long_ago.isoformat(),
+    }
+    event = _first_event(_trigger(restore_plan, [gone]))
+    assert event["status"] == "error"
+    assert "not found" in event["failed"]["rds:us-west-2:restored-gone-2"]

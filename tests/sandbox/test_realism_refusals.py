@@ -256,6 +256,7 @@ def test_e2e_profile_turns_the_correctness_refusals_on(aws):
         "ami_in_use": True,
         "cluster_members": True,
         "unavailable_instances": True,
+        "eni_linger_seconds": 10,
     }
     assert realism.settings("s3") == {"max_parts": 10000, "conflict_every": 7}
     ec2 = _client("ec2")

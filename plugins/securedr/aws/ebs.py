@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from securedr.aws.errors import chunks
+from securedr.aws.errors import EC2_FILTER_VALUES, chunks, page_config
 from securedr.core.model import Resource, dict_to_tags, tags_to_dict
 
-DESCRIBE_BATCH = 200
+DESCRIBE_BATCH = EC2_FILTER_VALUES
 
 
 def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> list[Resource]:
@@ -20,7 +20,7 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
     found: list[Resource] = []
     pages = ec2.get_paginator("describe_volumes").paginate(
         Filters=[{"Name": f"tag:{tag_key}", "Values": [tag_value]}],
-        PaginationConfig={"PageSize": 500},
+        PaginationConfig=page_config("describe_volumes"),
     )
     for page in pages:
         for volume in page["Volumes"]:
@@ -36,6 +36,9 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
                     size_gib=int(volume.get("Size", 0)),
                     encrypted=bool(volume.get("Encrypted")),
                     kms_key_id=volume.get("KmsKeyId"),
+                    volume_type=volume.get("VolumeType"),
+                    iops=volume.get("Iops"),
+                    throughput=volume.get("Throughput"),
                     unsupported=(
                         "the volume is in the 'error' state (its data may be lost); restore it "
                         "from an earlier recovery point or replace it"
@@ -50,7 +53,11 @@ def discover_volumes(ec2: Any, region: str, tag_key: str, tag_value: str) -> lis
 def describe_requests(snapshot_ids: list[str]) -> list[dict[str, Any]]:
     """The DescribeSnapshots calls that cover ``snapshot_ids`` (one per batch)."""
     return [
-        {"Filters": [{"Name": "snapshot-id", "Values": batch}], "OwnerIds": ["self"]}
+        {
+            "Filters": [{"Name": "snapshot-id", "Values": batch}],
+            "OwnerIds": ["self"],
+            "PaginationConfig": page_config("describe_snapshots"),
+        }
         for batch in chunks(sorted(set(snapshot_ids)), DESCRIBE_BATCH)
     ]
 
@@ -77,7 +84,7 @@ def find_snapshots(ec2: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
     filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
     snapshots: list[dict[str, Any]] = []
     for page in ec2.get_paginator("describe_snapshots").paginate(
-        Filters=filters, OwnerIds=["self"]
+        Filters=filters, OwnerIds=["self"], PaginationConfig=page_config("describe_snapshots")
     ):
         snapshots.extend(page["Snapshots"])
     return snapshots

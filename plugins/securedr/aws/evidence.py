@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from securedr.aws.errors import error_code
+from securedr.aws.errors import error_code, page_config
 from securedr.aws.s3_writes import AlreadyWritten, write_once
 from securedr.core.audit import ObjectVersion
 
@@ -104,7 +104,7 @@ class EvidenceStore:
         keys: list[str] = []
         prefix = self.key(*parts).rstrip("/") + "/"
         for page in self.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=prefix
+            Bucket=self.bucket, Prefix=prefix, PaginationConfig=page_config("list_objects_v2")
         ):
             keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
@@ -170,7 +170,10 @@ def list_versions(s3: Any, bucket: str, prefix: str) -> list[ObjectVersion]:
     """
     rows: list[tuple[str, bool, Any, int, dict[str, Any]]] = []
     position = 0
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, Prefix=prefix, PaginationConfig=page_config("list_object_versions")
+    )
+    for page in pages:
         for marker, items in (
             (False, page.get("Versions", [])),
             (True, page.get("DeleteMarkers", [])),

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from securedr.aws import s3_writes
-from securedr.aws.errors import ServiceClients, error_code
+from securedr.aws.errors import ServiceClients, error_code, page_config
 from securedr.aws.s3_writes import (
     CONFLICT_ATTEMPTS,
     AlreadyWritten,
@@ -98,7 +98,10 @@ class SourceFile:
 def list_s3_files(s3: Any, bucket: str, prefix: str) -> Iterator[SourceFile]:
     """Every object under ``prefix`` (all pages, lexical order); folder markers are skipped."""
     base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=base):
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=base, PaginationConfig=page_config("list_objects_v2")
+    )
+    for page in pages:
         for obj in page.get("Contents", []):
             key = str(obj["Key"])
             if key.endswith("/"):

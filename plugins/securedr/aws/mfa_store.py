@@ -28,6 +28,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from securedr.aws.errors import page_config
 from securedr.aws.evidence import EvidenceExists
 from securedr.core.mfa import check_user
 
@@ -72,7 +73,10 @@ class S3MfaLedger:
         start_after = prefix + since.astimezone(UTC).strftime(_TIME_FORMAT)
         found: list[datetime] = []
         pages = self.evidence.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=self.evidence.bucket, Prefix=prefix, StartAfter=start_after
+            Bucket=self.evidence.bucket,
+            Prefix=prefix,
+            StartAfter=start_after,
+            PaginationConfig=page_config("list_objects_v2"),
         )
         for page in pages:
             for obj in page.get("Contents", []):

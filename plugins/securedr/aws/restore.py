@@ -7,13 +7,24 @@ batched (filters, not id lists, so one missing resource does not fail the call) 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from securedr.aws.errors import chunks, error_code
+from securedr.aws import errors
+from securedr.aws.errors import (
+    EC2_FILTER_VALUES,
+    chunks,
+    error_code,
+    page_config,
+    until_visible,
+)
 from securedr.core.model import TAG_PLAN, TAG_ROLE, TAG_RUN_ID, dict_to_tags, tags_to_dict
-from securedr.core.restore import ROLE_RESTORED, TAG_RESTORED_FROM, db_state, volume_state
+from securedr.core.restore import ROLE_RESTORED, TAG_RESTORED_FROM, restored_state
 
-DESCRIBE_BATCH = 200
+#: Values per ``volume-id`` filter (EC2 accepts at most 200 values per filter).
+DESCRIBE_BATCH = EC2_FILTER_VALUES
+#: Values per ``db-instance-id`` filter; RDS documents no number, so batches stay small.
+#: https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBInstances.html
 DB_DESCRIBE_BATCH = 50
 
 
@@ -26,7 +37,10 @@ class RestoreConflict(Exception):
 
 def volume_requests(volume_ids: list[str]) -> list[dict[str, Any]]:
     return [
-        {"Filters": [{"Name": "volume-id", "Values": batch}]}
+        {
+            "Filters": [{"Name": "volume-id", "Values": batch}],
+            "PaginationConfig": page_config("describe_volumes"),
+        }
         for batch in chunks(sorted(set(volume_ids)), DESCRIBE_BATCH)
     ]
 
@@ -56,7 +70,10 @@ def find_restored_volumes(ec2: Any, *, plan: str, run_id: str) -> dict[str, dict
         {"Name": f"tag:{TAG_ROLE}", "Values": [ROLE_RESTORED]},
     ]
     found: dict[str, dict[str, Any]] = {}
-    for page in ec2.get_paginator("describe_volumes").paginate(Filters=filters):
+    pages = ec2.get_paginator("describe_volumes").paginate(
+        Filters=filters, PaginationConfig=page_config("describe_volumes")
+    )
+    for page in pages:
         for volume in page["Volumes"]:
             if volume.get("State") in ("deleting", "deleted", "error"):
                 continue
@@ -74,15 +91,22 @@ def create_volume(
     kms_key_arn: str,
     tags: dict[str, str],
     client_token: str,
+    performance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Start restoring ``snapshot_id``: always encrypted, under exactly ``kms_key_arn``."""
+    """Start restoring ``snapshot_id``: always encrypted, under exactly ``kms_key_arn``.
+
+    ``performance`` is CreateVolume's ``VolumeType`` / ``Iops`` / ``Throughput``
+    (:func:`securedr.core.restore.volume_performance`); without it, gp3. The client token makes
+    a retried call return the volume the first call created instead of a second one.
+    https://docs.aws.amazon.com/ec2/latest/devguide/ec2-api-idempotency.html
+    """
     return dict(
         ec2.create_volume(
             SnapshotId=snapshot_id,
             AvailabilityZone=availability_zone,
             Encrypted=True,
             KmsKeyId=kms_key_arn,
-            VolumeType="gp3",
+            **(performance or {"VolumeType": "gp3"}),
             ClientToken=client_token,
             TagSpecifications=[{"ResourceType": "volume", "Tags": dict_to_tags(tags)}],
         )
@@ -94,7 +118,10 @@ def create_volume(
 
 def db_requests(identifiers: list[str]) -> list[dict[str, Any]]:
     return [
-        {"Filters": [{"Name": "db-instance-id", "Values": batch}], "MaxRecords": 100}
+        {
+            "Filters": [{"Name": "db-instance-id", "Values": batch}],
+            "PaginationConfig": page_config("describe_db_instances"),
+        }
         for batch in chunks(sorted(set(identifiers)), DB_DESCRIBE_BATCH)
     ]
 
@@ -155,9 +182,15 @@ def restore_db_instance(
     except Exception as exc:
         if error_code(exc) not in ("DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"):
             raise
-    existing = describe_db_instances(rds, [identifier]).get(identifier)
+    # An instance an earlier try created a moment ago may not be in describes yet.
+    existing = until_visible(
+        lambda: describe_db_instances(rds, [identifier]), missing=lambda f: identifier not in f
+    ).get(identifier)
     if existing is None:
-        raise RestoreConflict(f"DB instance {identifier} exists but cannot be described")
+        raise RestoreConflict(
+            f"DB instance {identifier} exists but still cannot be described after "
+            f"{errors.NOT_FOUND_GRACE_SECONDS:.0f}s; check it in the RDS console"
+        )
     owner = tags_to_dict(existing.get("TagList"))
     if owner.get(TAG_RUN_ID) != tags[TAG_RUN_ID] or owner.get(TAG_PLAN) != tags[TAG_PLAN]:
         raise RestoreConflict(
@@ -175,29 +208,43 @@ def ref_key(ref: dict[str, Any]) -> str:
     return f"{ref['kind']}:{ref['region']}:{ref['resource_id']}"
 
 
-def _grouped(refs: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
-    groups: dict[tuple[str, str], list[str]] = {}
+def _grouped(refs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for ref in refs:
-        groups.setdefault((str(ref["region"]), str(ref["kind"])), []).append(
-            str(ref["resource_id"])
-        )
+        groups.setdefault((str(ref["region"]), str(ref["kind"])), []).append(ref)
     return groups
 
 
-def _classify(kind: str, region: str, ids: list[str], found: dict[str, Any]) -> dict[str, Any]:
-    judge = volume_state if kind == "ebs" else db_state
-    return {f"{kind}:{region}:{i}": judge(found.get(i)) for i in ids}
+def _classify(
+    kind: str, region: str, refs: list[dict[str, Any]], found: dict[str, Any]
+) -> dict[str, Any]:
+    """Each ref's state; one missing right after its creation was requested is pending."""
+    now = datetime.now(UTC)
+    return {
+        f"{kind}:{region}:{r['resource_id']}": restored_state(
+            kind, found.get(str(r["resource_id"])), requested_at=r.get("requested_at"), now=now
+        )
+        for r in refs
+    }
+
+
+def _ids(refs: list[dict[str, Any]]) -> list[str]:
+    return [str(r["resource_id"]) for r in refs]
 
 
 def restored_states(clients: Any, refs: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
-    """``ref_key -> (completed|pending|failed, detail)``; one describe per (Region, kind)."""
+    """``ref_key -> (completed|pending|failed, detail)``; one describe per (Region, kind).
+
+    A ref may carry ``requested_at`` (ISO time): missing from describes within the grace period
+    after it (:data:`securedr.core.restore.NOT_FOUND_GRACE_SECONDS`) is pending, not failed.
+    """
     result: dict[str, tuple[str, str]] = {}
-    for (region, kind), ids in _grouped(refs).items():
+    for (region, kind), group in _grouped(refs).items():
         if kind == "ebs":
-            found = describe_volumes(clients.ec2(region), ids)
+            found = describe_volumes(clients.ec2(region), _ids(group))
         else:
-            found = describe_db_instances(clients.rds(region), ids)
-        result.update(_classify(kind, region, ids, found))
+            found = describe_db_instances(clients.rds(region), _ids(group))
+        result.update(_classify(kind, region, group, found))
     return result
 
 
@@ -205,12 +252,12 @@ async def restored_states_async(
     clients: Any, refs: list[dict[str, Any]]
 ) -> dict[str, tuple[str, str]]:
     result: dict[str, tuple[str, str]] = {}
-    for (region, kind), ids in _grouped(refs).items():
+    for (region, kind), group in _grouped(refs).items():
         if kind == "ebs":
             async with clients.async_client("ec2", region) as client:
-                found = await describe_volumes_async(client, ids)
+                found = await describe_volumes_async(client, _ids(group))
         else:
             async with clients.async_client("rds", region) as client:
-                found = await describe_db_instances_async(client, ids)
-        result.update(_classify(kind, region, ids, found))
+                found = await describe_db_instances_async(client, _ids(group))
+        result.update(_classify(kind, region, group, found))
     return result

@@ -36,7 +36,8 @@ class TemplateError(ValueError):
 def backup_policy_values(
     plan: Plan, *, account_id: str, dr_key_arn: str
 ) -> dict[str, str | list[str] | None]:
-    """The placeholder values of the nightly backup policy for ``plan`` in ``account_id``.
+    """The placeholder values of the backup policy (the Airflow connection's identity) for
+    ``plan`` in ``account_id``.
 
     The file sets' S3 sources become lists (bucket ARNs, object ARNs under each prefix, and the
     prefixes ``ListBucket`` may be asked for); with no S3 source their statements are dropped.
@@ -54,6 +55,10 @@ def backup_policy_values(
         "FileSetSourcePrefixes": sorted({f"{f.prefix}*" for f in sources}) or None,
         # Incidents on retained DR copies (re-verification) go to the plan's topic.
         "SnsTopicArn": plan.notifications.sns_topic_arn,
+        # dr_restore and the drill run under the same Airflow connection, which assumes the
+        # restore role: without this grant on the caller, AssumeRole is denied on real AWS
+        # whatever the role's trust policy says. No restore role: the statement is dropped.
+        "RestoreRoleArn": plan.restore.role_arn,
     }
 
 

@@ -71,6 +71,10 @@ class Resource(_Record):
     option_group: str | None = None
     #: Why SecureDR cannot protect this resource (e.g. a DB cluster member); None if it can.
     unsupported: str | None = None
+    # EBS performance of the source volume, so a restore can give it back (None: unknown).
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,12 @@ class RecoveryPoint(_Record):
     #: consistency grace for describes right after the request).
     requested_at: float | None = None
     dr_requested_at: float | None = None
+    # EBS performance of the source volume at backup time (None for RDS and for points recorded
+    # before these were kept): a restore creates the volume with the same type, IOPS and
+    # throughput. Optional with defaults so older XComs and manifests still load.
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None
 
     @property
     def protected(self) -> bool:

@@ -218,6 +218,9 @@ def point_from_manifest(point: Mapping[str, Any], run_id: str) -> RecoveryPoint:
         dr_snapshot_arn=point.get("dr_snapshot_arn"),
         dr_kms_key_arn=point.get("dr_kms_key_arn"),
         dr_created_at=point.get("dr_created_at"),
+        volume_type=point.get("volume_type"),
+        iops=point.get("iops"),
+        throughput=point.get("throughput"),
     )
 
 
@@ -334,6 +337,37 @@ def volume_client_token(run_id: str, dr_snapshot_id: str) -> str:
 # --------------------------------------------------------------------------- confirmation
 
 
+#: The type a volume is restored as when its recovery point predates recorded volume types.
+DEFAULT_VOLUME_TYPE = "gp3"
+#: CreateVolume accepts Iops only for these types and Throughput only for gp3.
+#: https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_CreateVolume.html
+_IOPS_TYPES = {"gp3", "io1", "io2"}
+_THROUGHPUT_TYPES = {"gp3"}
+
+
+def volume_performance(point: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """CreateVolume's ``VolumeType`` / ``Iops`` / ``Throughput`` for restoring ``point``.
+
+    The source volume's type, IOPS and throughput as recorded at backup time, each passed only
+    where CreateVolume accepts it for that type. A point recorded before these were kept has no
+    type: it restores as gp3 (AWS's own defaults for IOPS and throughput), and the second value
+    says so for the log; it is ``None`` when the recorded performance is used.
+    """
+    volume_type = point.get("volume_type")
+    if not volume_type:
+        return {"VolumeType": DEFAULT_VOLUME_TYPE}, (
+            f"the recovery point does not record its source volume's type (written before "
+            f"SecureDR kept it): restoring as {DEFAULT_VOLUME_TYPE} with AWS's default IOPS and "
+            "throughput; check the source's performance and modify the volume if it needs more"
+        )
+    kwargs: dict[str, Any] = {"VolumeType": str(volume_type)}
+    if volume_type in _IOPS_TYPES and point.get("iops"):
+        kwargs["Iops"] = int(point["iops"])
+    if volume_type in _THROUGHPUT_TYPES and point.get("throughput"):
+        kwargs["Throughput"] = int(point["throughput"])
+    return kwargs, None
+
+
 def volume_state(volume: Mapping[str, Any] | None) -> tuple[str, str]:
     """``("completed"|"pending"|"failed", detail)`` for a restored volume."""
     if volume is None:
@@ -356,6 +390,39 @@ def db_state(db: Mapping[str, Any] | None) -> tuple[str, str]:
     if state in _DB_FAILED:
         return "failed", f"status {state}"
     return "pending", f"status {state}"
+
+
+#: How long after its creation was requested a restored resource that describes do not show is
+#: taken as "not visible yet" (pending) rather than "gone" (failed). EC2 and RDS describes are
+#: eventually consistent; AWS advises retrying with backoff up to a few minutes.
+#: https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html
+NOT_FOUND_GRACE_SECONDS = 300.0
+
+
+def restored_state(
+    kind: str,
+    found: Mapping[str, Any] | None,
+    *,
+    requested_at: str | None = None,
+    now: datetime | None = None,
+    grace_seconds: float = NOT_FOUND_GRACE_SECONDS,
+) -> tuple[str, str]:
+    """:func:`volume_state` / :func:`db_state`, except that a resource missing from describes
+    within ``grace_seconds`` of ``requested_at`` (ISO time its creation was requested) is
+    pending, not failed. Without ``requested_at`` a missing resource fails at once."""
+    if found is None and requested_at:
+        try:
+            requested = datetime.fromisoformat(requested_at)
+        except ValueError:
+            requested = None
+        if requested is not None:
+            age = ((now or datetime.now(requested.tzinfo)) - requested).total_seconds()
+            if age < grace_seconds:
+                return "pending", (
+                    f"not visible yet {age:.0f}s after it was requested (AWS describes are "
+                    f"eventually consistent; failing only after {grace_seconds:.0f}s)"
+                )
+    return volume_state(found) if kind == "ebs" else db_state(found)
 
 
 def restored_problems(
@@ -384,6 +451,13 @@ def restored_problems(
         size = found.get("Size")
         if point.get("size_gib") and size != point["size_gib"]:
             problems.append(f"size is {size} GiB, the recovery point is {point['size_gib']} GiB")
+        wanted, _ = volume_performance(point)
+        if point.get("volume_type"):
+            for field, expected in wanted.items():
+                if found.get(field) != expected:
+                    problems.append(
+                        f"{field} is {found.get(field)}, the source volume's was {expected}"
+                    )
         if found.get("SnapshotId") != point.get("dr_snapshot_id"):
             problems.append(
                 f"created from {found.get('SnapshotId')}, not the DR copy "

@@ -181,6 +181,11 @@ class CreateDrillSandboxOperator(_SandboxStep):
                 details={"error": str(exc)[:500], "cleaned_up": cleanup.deleted},
                 actor=_drill_actor(context),
             )
+            if isinstance(
+                exc, (drill_sandbox.SandboxQuotaExceeded, drill_sandbox.SandboxZonesUnavailable)
+            ):
+                # A retry would meet the same quota: fail now with what to do.
+                raise AirflowFailException(str(exc)) from exc
             raise
         self.audit(
             context,
@@ -339,9 +344,12 @@ class TeardownDrillSandboxOperator(_SandboxStep):
     """Delete everything the drill created, then prove nothing carrying its tag remains.
 
     Use as the drill's Airflow teardown task, so it runs on success, failure and timeout of the
-    steps in between. Guarantees: one failed deletion does not stop the others; afterwards every
-    resource still tagged with the drill id is listed, and if there is any the task fails naming
-    each one (and why its deletion failed). Returns ``{"deleted": [...], "leftovers": []}``.
+    steps in between. Guarantees: one failed deletion does not stop the others; the network is
+    deleted only after the deleted DB instances' interfaces are gone, and refusals as "still in
+    use" (``DependencyViolation``, ``InvalidDBSubnetGroupStateFault``) are retried with backoff
+    until a deadline; afterwards every resource still tagged with the drill id (and any
+    interface left in its VPC) is listed, and if there is any the task fails naming each one
+    (and why its deletion failed). Returns ``{"deleted": [...], "leftovers": []}``.
     """
 
     ui_color = "#fee2e2"

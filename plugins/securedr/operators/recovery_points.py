@@ -216,6 +216,9 @@ class CreateRecoveryPointsOperator(SecureDrOperator):
                     created_at=_iso(snap.get("StartTime")),
                     reused=reused,
                     requested_at=requested_at,
+                    volume_type=volume.volume_type,
+                    iops=volume.iops,
+                    throughput=volume.throughput,
                 )
             )
         return points

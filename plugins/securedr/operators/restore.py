@@ -39,6 +39,7 @@ from securedr.core.restore import (
     restored_problems,
     rpo_seconds,
     volume_client_token,
+    volume_performance,
 )
 from securedr.core.restore_request import RestoreRequest, RestoreRequestError, parse_restore_request
 from securedr.notifiers.sns import SnsNotifier
@@ -273,15 +274,20 @@ _POINT_FIELDS = (
     "dr_snapshot_arn",
     "dr_kms_key_arn",
     "dr_created_at",
+    "volume_type",
+    "iops",
+    "throughput",
 )
 
 
 class RestoreRecoveryPointsOperator(RestoreStepOperator):
     """Restore the retrieved points of one kind as new resources in the target Region.
 
-    EBS: a gp3 volume from the DR copy, encrypted under the target Region's plan key, in the
-    requested Availability Zone. RDS: a DB instance from the DR copy, never publicly accessible,
-    in the plan's subnet group and security groups, storage encrypted under the DR key.
+    EBS: a volume from the DR copy with the source volume's type, IOPS and throughput (gp3 for
+    recovery points recorded before those were kept, said in the log), encrypted under the
+    target Region's plan key, in the requested Availability Zone. RDS: a DB instance from the
+    DR copy, never publicly accessible, in the plan's subnet group and security groups, storage
+    encrypted under the DR key.
 
     Guarantees: everything created carries lineage tags (source, DR copy, nightly run) and this
     run's id; a retried task finds what an earlier try created (volumes by tag, DB instances by
@@ -403,6 +409,9 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
             volume = existing.get(sid)
             created = volume is None
             if volume is None:
+                performance, note = volume_performance(point)
+                if note:
+                    self.log.warning("%s (%s): %s", sid, point["source_id"], note)
                 try:
                     volume = restore_adapter.create_volume(
                         ec2,
@@ -419,6 +428,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
                             **target.extra_tags,
                         },
                         client_token=volume_client_token(run_id, sid),
+                        performance=performance,
                     )
                 except Exception as exc:
                     self.audit(
@@ -439,6 +449,7 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
                         "dr_snapshot_id": sid,
                         "availability_zone": target.availability_zone,
                         "kms_key_arn": key_arn,
+                        **performance,
                     },
                 )
             self.log.info(

@@ -19,10 +19,12 @@ class RestoredResourcesSensor(RestoreStepMixin, BaseSensorOperator):
 
     Guarantees: one batched describe per (Region, kind) per poll, under the restore role; a
     resource that fails or disappears fails the task at the next poll, by name, with the state
-    AWS reported; the wait is bounded by ``timeout_minutes`` (default: the plan's
-    ``waits.snapshot_timeout_minutes``), not by a botocore waiter. Checks once before deferring,
-    so resources that are already available cost no deferral. With ``deferrable=True``
-    (default) the wait runs in the triggerer and holds no worker slot.
+    AWS reported - except that one not yet in describes within
+    :data:`securedr.core.restore.NOT_FOUND_GRACE_SECONDS` of its creation request is pending
+    (AWS describes are eventually consistent); the wait is bounded by ``timeout_minutes``
+    (default: the plan's ``waits.snapshot_timeout_minutes``), not by a botocore waiter. Checks
+    once before deferring, so resources that are already available cost no deferral. With
+    ``deferrable=True`` (default) the wait runs in the triggerer and holds no worker slot.
 
     :param restored: the results of the restore tasks (a list, or a list of lists)
     """
@@ -53,8 +55,15 @@ class RestoredResourcesSensor(RestoreStepMixin, BaseSensorOperator):
         items: list[dict[str, Any]] = []
         for group in self.restored or []:
             items.extend([group] if isinstance(group, dict) else list(group or []))
+        # requested_at lets a resource that describes do not show yet, right after its
+        # creation, count as pending for a grace period instead of failing the wait.
         return [
-            {"kind": i["kind"], "region": i["region"], "resource_id": i["resource_id"]}
+            {
+                "kind": i["kind"],
+                "region": i["region"],
+                "resource_id": i["resource_id"],
+                "requested_at": i.get("requested_at"),
+            }
             for i in items
             if i.get("resource_id")
         ]
