@@ -1,7 +1,8 @@
 """dr_nightly_backup: protect every selected resource with a verified, signed DR copy.
 
 pre-flight checks -> discover -> recovery points -> wait -> copy to the DR Region -> wait
--> verify -> signed manifest -> retention -> report (always); beside the snapshots, after the
+-> verify -> signed manifest -> re-verify every retained copy of earlier nights -> retention
+-> report (always); beside the snapshots, after the
 pre-flight checks: encrypted file sets (into the manifest)
 """
 
@@ -21,7 +22,7 @@ from securedr.operators.recovery_points import (
 )
 from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
-from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.schedules import next_cron
 from securedr.sensors.recovery_points import RecoveryPointsSensor
 
@@ -60,6 +61,8 @@ with DAG(
     manifest = SignRunManifestOperator(
         task_id="sign_run_manifest", verifications=verify.output, file_sets=file_sets.output
     )
+    # Earlier nights' copies, from the signed manifests: one task, batched describes.
+    reverify = ReverifyRetainedCopiesOperator(task_id="reverify_retained_copies")
     retention = ApplyRetentionOperator(
         task_id="apply_retention",
         verifications=verify.output,
@@ -71,6 +74,7 @@ with DAG(
         manifest=manifest.output,
         retention=retention.output,
         file_sets=file_sets.output,
+        retained=reverify.output,
         trigger_rule=TriggerRule.ALL_DONE,
         retries=0,
     )
@@ -84,6 +88,7 @@ with DAG(
         wait_dr_copies,
         verify,
         manifest,
+        reverify,
         retention,
         report,
     )

@@ -31,6 +31,7 @@ ACCOUNT = "123456789012"
 S3_ACTIONS = {
     "HeadBucket": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
     "HeadObject": "s3:GetObject",
     "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
@@ -42,6 +43,7 @@ S3_ACTIONS = {
 _S3_BUCKET_OPS = {
     "HeadBucket",
     "ListObjectsV2",
+    "ListObjectVersions",
     "GetBucketVersioning",
     "GetBucketEncryption",
     "GetObjectLockConfiguration",

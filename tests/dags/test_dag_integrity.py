@@ -58,6 +58,7 @@ def test_nightly_schedule_and_order(dagbag):
         "wait_for_dr_copies",
         "verify_dr_copies",
         "sign_run_manifest",
+        "reverify_retained_copies",
         "apply_retention",
         "report_run",
     ]

@@ -60,6 +60,11 @@ def test_nightly_backup_copies_exactly_the_selected_resources(estate, plan, sign
     copy_time = result.xcom("report_run")["dr_copy_seconds"]
     assert copy_time["count"] + copy_time["unknown"] == 3
 
+    # Every retained copy of earlier nights is re-checked; the first night has only its own.
+    reverified = result.xcom("reverify_retained_copies")
+    assert reverified["manifests"] == 1 and reverified["checked"] == 0
+    assert reverified["incidents"] == [] and reverified["problems"] == []
+
     retention = result.xcom("apply_retention")
     assert retention["considered"] == 6  # 3 recovery points + 3 DR copies, all kept
     assert retention["deleted"] == []

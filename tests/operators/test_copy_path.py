@@ -338,9 +338,7 @@ def test_every_verified_entry_carries_its_dr_copys_aws_time(estate, plan, ctx):
         )
 
 
-def test_an_rds_point_taken_before_aws_showed_its_time_gets_it_from_its_dr_copy(
-    estate, plan, ctx
-):
+def test_an_rds_point_taken_before_aws_showed_its_time_gets_it_from_its_dr_copy(estate, plan, ctx):
     # AWS omits SnapshotCreateTime until a DB snapshot is available, so the snapshot step can
     # record an RDS point without its time; without it a drill cannot measure the RPO.
     with realism.section("timing", db_snapshot_seconds=3600):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import os
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from sandbox.estate import ensure_notification_topic
 from securedr.aws import filesets as filesets_adapter
 from securedr.core.iam import backup_policy_values, render
 from securedr.core.model import lineage_tags
@@ -25,10 +27,16 @@ from securedr.operators.recovery_points import (
 )
 from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
-from securedr.operators.verify import VerifyDrCopiesOperator
+from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.triggers.recovery_points import RecoveryPointsTrigger
 from tests.iam_eval import denied, kms_aliases, recorded_requests
-from tests.operators.helpers import ACCOUNT, ec2_backend, rds_backend
+from tests.operators.helpers import (
+    ACCOUNT,
+    ec2_backend,
+    rds_backend,
+    sign_manifest,
+    task_context,
+)
 
 POLICY = Path(__file__).resolve().parents[2] / "include" / "iam" / "securedr-backup-policy.json"
 
@@ -37,6 +45,7 @@ S3_ACTIONS = {
     "HeadBucket": "s3:ListBucket",
     "ListObjectsV2": "s3:ListBucket",
     "HeadObject": "s3:GetObject",
+    "ListObjectVersions": "s3:ListBucketVersions",
     "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
@@ -200,6 +209,19 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
         ec2_backend(dr).snapshots[snapshot_id].start_time = datetime.now(UTC) - timedelta(
             days=30 + age
         )
+        # Retention deletes only what a signed manifest lists: the night that made the copy.
+        sign_manifest(
+            f"scheduled__old-ebs-{age}",
+            [
+                {
+                    "kind": "ebs",
+                    "source_id": "vol-gone",
+                    "snapshot_id": f"snap-src-{age}",
+                    "dr_snapshot_id": snapshot_id,
+                }
+            ],
+            days_ago=30 + age,
+        )
 
     rds_tags = lineage_tags(
         plan=plan.name,
@@ -220,6 +242,11 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
         rds_backend("us-east-1").database_snapshots[identifier].created = datetime.now(
             UTC
         ) - timedelta(days=30 + age)
+        sign_manifest(
+            f"scheduled__old-rds-{age}",
+            [{"kind": "rds", "source_id": "orders-db", "snapshot_id": identifier}],
+            days_ago=30 + age,
+        )
 
     with recorded_calls() as calls, recorded_requests() as requests:
         PreflightChecksOperator(task_id="preflight").execute(ctx)
@@ -276,6 +303,21 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
             task_id="report_run", verifications=verdicts, manifest=manifest, retention=retention
         ).execute({**ctx, "ti": TI()})
     calls |= later
+    # The next night re-checks this night's copies (one was made public again meanwhile),
+    # reading the signed manifest by version and notifying the plan's topic of the incident.
+    ensure_notification_topic(plan, os.environ["AWS_ENDPOINT_URL"])
+    boto3.client("ec2", region_name=dr).modify_snapshot_attribute(
+        SnapshotId=next(p for p in copied if p["kind"] == "ebs")["dr_snapshot_id"],
+        Attribute="createVolumePermission",
+        OperationType="add",
+        GroupNames=["all"],
+    )
+    with recorded_calls() as next_night, recorded_requests() as next_requests:
+        rechecked = ReverifyRetainedCopiesOperator(task_id="reverify").execute(
+            task_context(run_id="scheduled__next-night")
+        )
+    assert rechecked["incidents"] and rechecked["notified"]
+    calls |= next_night
     assert retention["deleted"], "the run exercised deletion"
 
     policy = _policy(plan, estate.key_arns[dr])
@@ -287,7 +329,7 @@ def test_policy_allows_every_call_of_a_nightly_run_and_nothing_more(estate, plan
     unused = allowed - calls - VIA_SERVICE - IMPLIED - ON_FAILURE - FOR_RESTORES
     assert unused == set(), f"the policy allows more than the run needs: {unused}"
     # Resource level: each action on the very resource (ARN) the run used is allowed.
-    everything = [*requests, *later_requests]
+    everything = [*requests, *later_requests, *next_requests]
     aliases = kms_aliases(sorted({r.region for r in everything}))
     assert denied(policy, everything, aliases) == []
 

@@ -9,9 +9,10 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from sandbox import realism
+from sandbox.estate import ensure_notification_topic
 from securedr.core.model import lineage_tags
 from securedr.operators.retention import ApplyRetentionOperator
-from tests.operators.helpers import ec2_backend
+from tests.operators.helpers import ec2_backend, sign_manifest
 
 DR = "us-west-2"
 
@@ -55,6 +56,34 @@ def history(estate, plan):
         _snapshot(vid, age, tags=_dr_copy_tags(plan, "vol-never-verified", False))
         for age in (30, 40)
     ]
+    # Retention counts and deletes only what signed manifests list: the nights that made them.
+    for age, snap in good.items():
+        sign_manifest(
+            f"scheduled__night-{age}",
+            [
+                {
+                    "kind": "ebs",
+                    "source_id": "vol-good",
+                    "snapshot_id": f"snap-src-{age}",
+                    "dr_snapshot_id": snap,
+                }
+            ],
+            days_ago=age,
+        )
+    for n, snap in enumerate(unverified_only):
+        sign_manifest(
+            f"scheduled__failed-{n}",
+            [
+                {
+                    "kind": "ebs",
+                    "source_id": "vol-never-verified",
+                    "snapshot_id": f"snap-src-u{n}",
+                    "dr_snapshot_id": snap,
+                    "verified": False,
+                }
+            ],
+            days_ago=30 + 10 * n,
+        )
     foreign = _snapshot(vid, 100, tags={"Name": "made by another tool"})
     other_plan = _snapshot(vid, 100, tags=_dr_copy_tags(plan, "vol-good", True, "other-plan"))
     return {
@@ -281,3 +310,59 @@ def test_unreadable_snapshot_locks_delete_nothing(history, plan, ctx):
     with pytest.raises(AirflowFailException, match="ec2:DescribeLockedSnapshots"):
         ApplyRetentionOperator(task_id="retention").execute(ctx)
     assert _existing() == before
+
+
+def test_forged_verified_tags_never_count_towards_the_minimum_and_are_reported(
+    history, plan, ctx, aws
+):
+    """A snapshot tagged like SecureDR's verified copies that no signed manifest lists is a
+    possible forgery: counted, it would push the genuine 20-day copy out of the minimum of 3."""
+    ensure_notification_topic(plan, aws)
+    good = history["good"]
+    vid = ec2_backend(DR).snapshots[good[1]].volume.id
+    forged_recent = _snapshot(vid, 5, tags=_dr_copy_tags(plan, "vol-good", True))
+    forged_expired = _snapshot(vid, 50, tags=_dr_copy_tags(plan, "vol-good", True))
+
+    result = ApplyRetentionOperator(task_id="apply_retention").execute(ctx)
+
+    remaining = _existing()
+    assert {good[1], good[10], good[20]} <= remaining  # three genuine copies: the floor holds
+    assert good[30] not in remaining and good[40] not in remaining
+    assert {forged_recent, forged_expired} <= remaining  # never deleted
+    reasons = {d["copy"]: d["reason"] for d in result["decisions"]}
+    assert "minimum" in reasons[good[20]]
+    assert "POSSIBLE FORGERY" in reasons[forged_recent]
+    assert "POSSIBLE FORGERY" in reasons[forged_expired]
+    assert result["possible_forgeries"] == sorted(
+        f"{DR}/{s}" for s in (forged_recent, forged_expired)
+    )
+    assert any(forged_recent in i and "possible forgery" in i for i in result["incidents"])
+    assert result["notified"] is True
+
+    from moto.sns.models import sns_backends
+
+    from securedr.operators.report import NightlyReportOperator
+    from tests.operators.helpers import ACCOUNT
+
+    topics = sns_backends[ACCOUNT][DR].topics.values()
+    assert any(forged_recent in n[1] for t in topics for n in t.sent_notifications)
+
+    class TI:
+        def get_task_states(self, dag_id, run_ids):
+            return {run_ids[0]: {}}
+
+    report = NightlyReportOperator(
+        task_id="report_run", verifications=[], manifest=None, retention=result
+    ).execute({**ctx, "ti": TI()})
+    assert any(forged_expired in i for i in report["incidents"])
+
+
+def test_a_copy_no_signed_manifest_lists_is_never_deleted(history, plan, ctx):
+    """Without the verified tag an unlisted managed snapshot is not a forgery, but retention
+    still never deletes it: deleting on tags alone is what a forged tag would exploit."""
+    good = history["good"]
+    vid = ec2_backend(DR).snapshots[good[1]].volume.id
+    stray = _snapshot(vid, 60, tags=_dr_copy_tags(plan, "vol-good", False))
+    result = ApplyRetentionOperator(task_id="apply_retention").execute(ctx)
+    assert stray in _existing()
+    assert result["unlisted"] == [f"{DR}/{stray}"] and result["possible_forgeries"] == []

@@ -53,6 +53,8 @@ def backup_policy_values(
         "FileSetSourceObjects": sorted({f"arn:aws:s3:::{f.bucket}/{f.prefix}*" for f in sources})
         or None,
         "FileSetSourcePrefixes": sorted({f"{f.prefix}*" for f in sources}) or None,
+        # Incidents on retained DR copies (re-verification) go to the plan's topic.
+        "SnsTopicArn": plan.notifications.sns_topic_arn,
         # dr_restore and the drill run under the same Airflow connection, which assumes the
         # restore role: without this grant on the caller, AssumeRole is denied on real AWS
         # whatever the role's trust policy says. No restore role: the statement is dropped.

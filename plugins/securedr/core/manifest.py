@@ -54,14 +54,20 @@ def build_manifest(
     for verification in verifications:
         point = verification.recovery_point
         if point.not_protected is not None:
-            not_protected.append(
-                {
-                    "kind": point.kind,
-                    "source_id": point.source_id,
-                    "source_region": point.source_region,
-                    "reason": point.not_protected,
-                }
-            )
+            entry = {
+                "kind": point.kind,
+                "source_id": point.source_id,
+                "source_region": point.source_region,
+                "reason": point.not_protected,
+            }
+            # What the night did make for it (a snapshot, a copy that failed): listed, so
+            # retention - which deletes only what signed manifests list - can expire it.
+            if point.snapshot_id:
+                entry["source_snapshot_id"] = point.snapshot_id
+            if point.dr_snapshot_id:
+                entry["dr_region"] = point.dr_region
+                entry["dr_snapshot_id"] = point.dr_snapshot_id
+            not_protected.append(entry)
             continue
         if verification.passed and not point.dr_created_at:
             raise ManifestError(

@@ -23,11 +23,20 @@ def nightly_report(
     retention: Mapping[str, Any] | None,
     failed_tasks: Sequence[str] = (),
     file_sets: Sequence[Mapping[str, Any]] = (),
+    retained: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record. ``succeeded`` is true only if every resource was protected, every copy
-    verified, every file set was backed up completely, no step failed and AWS refused no retention
-    deletion (``retention_refusals``: what could not be deleted, and AWS's reason). Resources
-    the run could not protect are listed under ``not_protected`` with the reason and what to do."""
+    verified, every file set was backed up completely, every retained copy of earlier nights
+    passed its re-check (``retained``, from the re-verification step), no step failed and AWS
+    refused no retention deletion (``retention_refusals``: what could not be deleted, and AWS's
+    reason). Resources the run could not protect are listed under ``not_protected`` with the
+    reason and what to do; incidents on retained copies and possible forgeries retention found
+    join tonight's under ``incidents``."""
+    retained = dict(retained or {})
+    retained_failed = [
+        f"{p['source']} -> {p['copy']} ({p['age']} old): {'; '.join(p['problems'])}"
+        for p in retained.get("problems") or []
+    ]
     not_protected = [
         {
             "kind": v.recovery_point.kind,
@@ -69,7 +78,8 @@ def nightly_report(
         and not failed_tasks
         and not failed_sets
         and not not_protected
-        and not refusals,
+        and not refusals
+        and not retained_failed,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
         "dr_copy_seconds": copy_durations(verifications),
@@ -78,7 +88,17 @@ def nightly_report(
             f"{p['source']} -> {p['dr_copy']}" for p in points if not p["verified"]
         ],
         "not_protected": not_protected,
-        "incidents": [i for v in verifications for i in v.incidents],
+        "incidents": [i for v in verifications for i in v.incidents]
+        + list(retained.get("incidents") or [])
+        + list((retention or {}).get("incidents") or []),
+        "retained_copies": {
+            "manifests": retained.get("manifests", 0),
+            "checked": retained.get("checked", 0),
+            "calls": retained.get("calls"),
+        }
+        if retained
+        else None,
+        "failed_retained_copies": retained_failed,
         "file_sets": summarize(file_sets),
         "failed_file_sets": failed_sets,
         "manifest": dict(manifest) if manifest else None,
@@ -211,6 +231,15 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
         ]
         for s in file_sets:
             lines.extend(f"  ! {s['name']}: {p}" for p in s["problems"])
+    retained = report.get("retained_copies")
+    if retained:
+        failed_retained = report.get("failed_retained_copies") or []
+        lines.append("")
+        lines.append(
+            f"Retained DR copies re-verified: {retained['checked']} from "
+            f"{retained['manifests']} signed manifests, {len(failed_retained)} failed"
+        )
+        lines += [f"  ! {f}" for f in failed_retained]
     lines.append("")
     lines.append("Incidents: " + ("none" if not report["incidents"] else ""))
     lines += [f"  - {i}" for i in report["incidents"]]

@@ -23,9 +23,10 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
     any resource could not be protected, any DR copy failed verification, any file set failed,
-    any earlier step failed or AWS refused a retention deletion, naming them. It is the last
-    step, so the manifest of everything that WAS protected and the report are already written
-    when it fails.
+    any earlier step failed, AWS refused a retention deletion or any retained DR copy of an
+    earlier night failed its re-check (``retained``, the re-verification step's result), naming
+    them. It is the last step, so the manifest of everything that WAS protected and the report
+    are already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind.
@@ -36,6 +37,7 @@ class NightlyReportOperator(SecureDrOperator):
         "manifest",
         "retention",
         "file_sets",
+        "retained",
         "plan_path",
     )
 
@@ -46,10 +48,12 @@ class NightlyReportOperator(SecureDrOperator):
         manifest: Any,
         retention: Any,
         file_sets: Any = None,
+        retained: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.file_sets = file_sets
+        self.retained = retained
         self.verifications = verifications
         self.manifest = manifest
         self.retention = retention
@@ -76,6 +80,7 @@ class NightlyReportOperator(SecureDrOperator):
             retention=self.retention or None,
             failed_tasks=failed_tasks,
             file_sets=list(self.file_sets or []),
+            retained=self.retained or None,
         )
         text = render_nightly_text(report)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -107,6 +112,11 @@ class NightlyReportOperator(SecureDrOperator):
             if report["failed_verification"]:
                 reasons.append(
                     "DR copies failed verification: " + ", ".join(report["failed_verification"])
+                )
+            if report["failed_retained_copies"]:
+                reasons.append(
+                    "retained DR copies failed re-verification: "
+                    + "; ".join(report["failed_retained_copies"])
                 )
             if report["failed_file_sets"]:
                 reasons.append("file sets failed: " + "; ".join(report["failed_file_sets"]))

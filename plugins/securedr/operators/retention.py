@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from securedr.aws import ebs, rds
 from securedr.aws.errors import error_code
 from securedr.aws.evidence import AwsTimeUnavailable, aws_time
+from securedr.aws.manifests import load_signed_manifests
 from securedr.core.model import (
     TAG_KIND,
     TAG_MANAGED,
@@ -23,7 +24,9 @@ from securedr.core.model import (
     TAG_VERIFIED,
     tags_to_dict,
 )
+from securedr.core.retained import ListedSnapshot, listed_snapshots
 from securedr.core.retention import Copy, RetentionPolicy, plan_retention, render_plan
+from securedr.notifiers.sns import SnsNotifier
 from securedr.operators.base import SecureDrOperator
 
 LOCATION_OF_ROLE = {"dr-copy": "dr", "recovery-point": "source"}
@@ -58,6 +61,48 @@ def copy_from_tags(copy_id: str, tags: dict[str, str], created: Any, plan: str) 
     )
 
 
+FORGERY = (
+    "POSSIBLE FORGERY: carries SecureDR's tags (managed, verified, this plan) but no signed "
+    "manifest lists it; never counted towards min_copies, never deleted"
+)
+UNLISTED = "no signed manifest lists it: never counted, never deleted"
+
+
+def vouch(
+    candidates: list[tuple[Copy, str]], listed: dict[tuple[str, str], ListedSnapshot]
+) -> tuple[list[tuple[Copy, str]], dict[tuple[str, str], str]]:
+    """Decide from the signed manifests, never from tags alone.
+
+    A candidate a signed manifest lists takes its verdict, kind, location and source from that
+    manifest (tags can be rewritten by anyone allowed to tag). One no manifest lists is treated
+    as not SecureDR's (``managed=False``: never counted, never deleted); if it carries the
+    verified tag it is a possible forgery. Returns the candidates and, by ``(region, id)``, the
+    reason for each unlisted one.
+    """
+    out: list[tuple[Copy, str]] = []
+    unlisted: dict[tuple[str, str], str] = {}
+    for copy, region in candidates:
+        entry = listed.get((region, copy.copy_id))
+        if entry is not None:
+            out.append(
+                (
+                    replace(
+                        copy,
+                        verified=entry.verified,
+                        managed=True,
+                        kind=entry.kind if entry.kind in ("ebs", "rds") else copy.kind,
+                        location=entry.location,
+                        source_id=entry.source or copy.source_id,
+                    ),
+                    region,
+                )
+            )
+            continue
+        unlisted[(region, copy.copy_id)] = FORGERY if copy.verified else UNLISTED
+        out.append((replace(copy, verified=False, managed=False), region))
+    return out, unlisted
+
+
 #: Deletion refusals that mean "already gone": a retried task finds its own earlier work done.
 GONE_CODES = frozenset({"InvalidSnapshot.NotFound", "DBSnapshotNotFound"})
 
@@ -66,11 +111,15 @@ class ApplyRetentionOperator(SecureDrOperator):
     """Apply the plan's retention to every snapshot SecureDR made for this plan.
 
     Guarantees: only snapshots carrying SecureDR's managed tag and this plan's name are ever
-    considered; the newest verified copy of each source (per location) is always kept, and never
-    fewer than ``retention.min_copies`` verified copies; a source with no verified copy loses
-    nothing; snapshots under a snapshot lock (DescribeLockedSnapshots) are kept and never
-    attempted. Ages are trusted only if the local clock agrees with AWS's own clock, read fresh
-    at retention time (the evidence bucket's HeadBucket ``Date``); otherwise, or if AWS's time
+    considered, and among them only the ones the plan's signed manifests list are counted or
+    deleted (tags are discovery hints; a verified-tagged snapshot no signed manifest lists is
+    reported in ``possible_forgeries`` and as an incident, never counted, never deleted; a
+    manifest that cannot be trusted is named and vouches for nothing); the newest verified copy
+    of each source (per location) is always kept, and never fewer than
+    ``retention.min_copies`` verified copies; a source with no verified copy loses nothing;
+    snapshots under a snapshot lock (DescribeLockedSnapshots) are kept and never attempted.
+    Ages are trusted only if the local clock agrees with AWS's own clock, read fresh at
+    retention time (the evidence bucket's HeadBucket ``Date``); otherwise, or if AWS's time
     cannot be read, nothing is deleted and the task fails. However long tonight's copies took
     does not matter.
 
@@ -135,6 +184,39 @@ class ApplyRetentionOperator(SecureDrOperator):
                 "(include/iam/securedr-backup-policy.json)."
             ) from None
 
+    def _signed_listing(self) -> tuple[dict[tuple[str, str], ListedSnapshot], list[str]]:
+        plan = self.plan
+        try:
+            signed = load_signed_manifests(
+                self.evidence,
+                self.trusted_public_keys(),
+                plan=plan.name,
+                dr_region=plan.regions.dr,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise AirflowFailException(
+                "Retention refused, nothing deleted: the signed manifests could not be read "
+                f"({error_code(exc) or type(exc).__name__}); without them no copy can be "
+                "told from a forgery. Check that the Airflow identity may s3:ListBucketVersions "
+                "and s3:GetObjectVersion on the manifests."
+            ) from None
+        return listed_snapshots(signed.manifests), signed.rejected
+
+    def _notify(self, context: Any, incidents: list[str]) -> bool:
+        notifier = SnsNotifier(
+            subject=f"SecureDR INCIDENT: possible forged DR copies, plan {self.plan.name}",
+            message="\n".join(incidents),
+            plan_path=self.plan_path,
+            aws_conn_id=self.aws_conn_id,
+            clients=self.clients,
+        )
+        try:
+            return notifier.notify(context) is not None
+        except Exception as exc:
+            # Nothing was deleted because of it; a lost message must not hide it in the report.
+            self.log.error("Could not publish the forgery incident: %s", exc)
+            return False
+
     def _trusted_time(self) -> datetime:
         bucket = self.plan.evidence_bucket.name
         try:
@@ -155,7 +237,16 @@ class ApplyRetentionOperator(SecureDrOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         plan = self.plan
         dry_run = plan.retention.dry_run or str(self.dry_run).lower() in ("true", "1", "yes")
-        candidates = self._candidates()
+        listed, rejected = self._signed_listing()
+        candidates, unlisted = vouch(self._candidates(), listed)
+        forgeries = sorted(f"{r}/{c}" for (r, c), why in unlisted.items() if why == FORGERY)
+        incidents = [*rejected] + [
+            f"INCIDENT: snapshot {f} carries SecureDR's verified tags for plan {plan.name} but "
+            "no signed manifest lists it: possible forgery (not counted, not deleted)"
+            for f in forgeries
+        ]
+        for incident in incidents:
+            self.log.error(incident)
         # Read after the listing: the freshest AWS time, taken just before deciding.
         trusted_time = self._trusted_time()
         region_of = {(c.location, c.copy_id, c.source_id): r for c, r in candidates}
@@ -219,8 +310,18 @@ class ApplyRetentionOperator(SecureDrOperator):
                 continue
             self.log.info("Deleted %s %s in %s", copy.kind, copy.copy_id, region)
             deleted.append(f"{region}/{copy.copy_id}")
+        notified = self._notify(context, incidents) if incidents else False
+        why = {
+            (c.location, c.copy_id, c.source_id): unlisted[(r, c.copy_id)]
+            for c, r in candidates
+            if (r, c.copy_id) in unlisted
+        }
         return {
             "dry_run": dry_run,
+            "possible_forgeries": forgeries,
+            "unlisted": sorted(f"{r}/{c}" for (r, c), why in unlisted.items() if why == UNLISTED),
+            "incidents": incidents,
+            "notified": notified,
             "aws_time": trusted_time.isoformat(),
             "considered": len(result.decisions),
             "deleted": deleted,
@@ -235,7 +336,9 @@ class ApplyRetentionOperator(SecureDrOperator):
                     "source": d.copy.source_id,
                     "location": d.copy.location,
                     "action": d.action,
-                    "reason": d.reason,
+                    "reason": why.get(
+                        (d.copy.location, d.copy.copy_id, d.copy.source_id), d.reason
+                    ),
                 }
                 for d in result.decisions
             ],

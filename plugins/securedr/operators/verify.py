@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from securedr.aws import ebs, rds
+from securedr.aws.evidence import AwsTimeUnavailable, aws_time
+from securedr.aws.manifests import load_signed_manifests
 from securedr.core.model import TAG_VERIFIED, RecoveryPoint, Verification
+from securedr.core.retained import age_text, retained_copies
 from securedr.core.verify import dr_copy_problems
+from securedr.notifiers.sns import SnsNotifier
 from securedr.operators.base import SecureDrOperator, run_identity
 
 
@@ -20,7 +24,8 @@ class VerifyDrCopiesOperator(SecureDrOperator):
     the fact is reported as an incident (in the result, the log and the run report); a copy that
     fails any other check is recorded as failed with every reason, and the run's final step fails
     naming it. Copies that pass are tagged ``securedr:verified=<run id>`` (and so are their source
-    snapshots), which is what retention counts as a good copy. Every verdict carries the DR
+    snapshots) as a discovery hint; retention counts a copy as good only when a signed manifest
+    lists it as verified. Every verdict carries the DR
     copy's own AWS timestamp (``StartTime`` / ``SnapshotCreateTime``) read here, whatever the copy
     step saw, and the point's own creation time when the snapshot step could not see it yet. A
     resource already ruled out upstream (``not_protected``) gets a failed verdict
@@ -94,28 +99,16 @@ class VerifyDrCopiesOperator(SecureDrOperator):
 
     def _enforce_private(self, point: RecoveryPoint) -> tuple[list[str], bool]:
         """Unshare a shared copy at once; return (incidents, whether it is still shared)."""
-        dr = self.plan.regions.dr
-        sid = point.dr_snapshot_id or ""
-        if point.kind == "ebs":
-            client = self.clients.ec2(dr)
-            shared = ebs.sharing(client, sid)
-            if not shared:
-                return [], False
-            ebs.make_private(client, sid, shared)
-            still = ebs.sharing(client, sid)
-            who = ", ".join(p.get("Group") or p.get("UserId", "?") for p in shared)
-        else:
-            client = self.clients.rds(dr)
-            accounts = rds.sharing(client, sid)
-            if not accounts:
-                return [], False
-            rds.make_private(client, sid, accounts)
-            still = rds.sharing(client, sid)
-            who = ", ".join(accounts)
-        outcome = "made private" if not still else f"COULD NOT be made private (still: {still})"
-        incident = f"INCIDENT: DR copy {dr}/{sid} of {point.label} was shared with {who}; {outcome}"
-        self.log.error(incident)
-        return [incident], bool(still)
+        incidents, still, _ = enforce_private(
+            self.clients,
+            self.plan.regions.dr,
+            point.kind,
+            point.dr_snapshot_id or "",
+            f"of {point.label}",
+        )
+        for incident in incidents:
+            self.log.error(incident)
+        return incidents, still
 
     def _tag_verified(self, points: list[RecoveryPoint], run_id: str) -> None:
         tag = {TAG_VERIFIED: run_id}
@@ -146,6 +139,185 @@ def _source_time(point: RecoveryPoint, dr_copy: dict[str, Any]) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return None if value is None else str(value)
+
+
+class ReverifyRetainedCopiesOperator(SecureDrOperator):
+    """Re-check, every night, every DR copy the plan still holds - not only tonight's.
+
+    The copies are the ones the signed manifests in the evidence bucket list as verified (tags
+    are never trusted for this); tonight's run's own copies were just checked by
+    :class:`VerifyDrCopiesOperator` and are skipped. Guarantees: a retained copy that is public
+    or shared with any account is made private at once and reported as an incident naming its
+    age; a copy whose key is not the one its manifest signed, that is no longer completed /
+    available, whose lineage tags were changed, or that is missing while younger than
+    ``retention.keep_days`` is reported as a problem (older copies may have been deleted by
+    retention, so only the ones still there are checked); a manifest that cannot be trusted is
+    named. All of it goes to the run report and, when there is anything, to the plan's SNS
+    topic. Describes are batched (EBS: 200 ids per DescribeSnapshots, RDS: 50 per
+    DescribeDBSnapshots); sharing needs one attribute call per copy (see :func:`enforce_private`).
+    Changes nothing but sharing; fails only if AWS cannot be read.
+    """
+
+    template_fields: Sequence[str] = ("plan_path",)
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        _, run_id = run_identity(context)
+        plan = self.plan
+        dr = plan.regions.dr
+        now = self._now()
+        signed = load_signed_manifests(
+            self.evidence, self.trusted_public_keys(), plan=plan.name, dr_region=dr
+        )
+        within, older = retained_copies(
+            signed.manifests, now=now, keep_days=plan.retention.keep_days, skip_run_id=run_id
+        )
+        young = {id(c) for c in within}
+        copies = within + older
+        ebs_ids = [c.dr_snapshot_id for c in copies if c.kind == "ebs"]
+        rds_ids = [c.dr_snapshot_id for c in copies if c.kind == "rds"]
+        found = {
+            "ebs": ebs.describe_snapshots(self.clients.ec2(dr), ebs_ids) if ebs_ids else {},
+            "rds": rds.describe_snapshots(self.clients.rds(dr), rds_ids) if rds_ids else {},
+        }
+        calls = {
+            "describe": len(ebs.describe_requests(ebs_ids)) + len(rds.describe_requests(rds_ids)),
+            "sharing": 0,
+        }
+        incidents: list[str] = list(signed.rejected)
+        problems: list[dict[str, Any]] = []
+        checked = 0
+        gone = 0
+        for copy in copies:
+            snapshot = found[copy.kind].get(copy.dr_snapshot_id)
+            if snapshot is None and id(copy) not in young:
+                gone += 1  # expired and deleted by retention
+                continue
+            checked += 1
+            age = age_text(copy.dr_created_at, now)
+            point = RecoveryPoint.from_dict(copy.point())
+            issues = dr_copy_problems(
+                point, snapshot, expected_key_arn=copy.dr_kms_key_arn, plan=plan.name
+            )
+            if snapshot is not None:
+                found_incidents, still, made = enforce_private(
+                    self.clients,
+                    dr,
+                    copy.kind,
+                    copy.dr_snapshot_id,
+                    f"of {copy.label} ({age} old, run {copy.run_id})",
+                )
+                calls["sharing"] += made
+                incidents.extend(found_incidents)
+                if still:
+                    issues.append("shared with other accounts and could not be made private")
+            if issues:
+                problems.append(
+                    {
+                        "copy": f"{dr}/{copy.dr_snapshot_id}",
+                        "source": copy.label,
+                        "age": age,
+                        "manifest": copy.manifest_key,
+                        "problems": issues,
+                    }
+                )
+        for incident in incidents:
+            self.log.error(incident)
+        for problem in problems:
+            self.log.error(
+                "RETAINED COPY FAILED %s of %s (%s old): %s",
+                problem["copy"],
+                problem["source"],
+                problem["age"],
+                "; ".join(problem["problems"]),
+            )
+        s3_calls = signed.reads + 1  # + the HeadBucket that read AWS's time
+        total_calls = calls["describe"] + calls["sharing"] + s3_calls
+        self.log.info(
+            "Re-verified %d retained DR copies from %d signed manifests (%d expired and gone): "
+            "%d problems, %d incidents; %d AWS calls (%d describe, %d sharing, %d S3 reads).",
+            checked,
+            len(signed.manifests),
+            gone,
+            len(problems),
+            len(incidents),
+            total_calls,
+            calls["describe"],
+            calls["sharing"],
+            s3_calls,
+        )
+        result = {
+            "manifests": len(signed.manifests),
+            "checked": checked,
+            "expired_and_gone": gone,
+            "problems": problems,
+            "incidents": incidents,
+            "calls": {**calls, "s3_reads": s3_calls, "total": total_calls},
+        }
+        if incidents or problems:
+            result["notified"] = self._notify(context, result)
+        return result
+
+    def _now(self) -> datetime:
+        """AWS's clock (HeadBucket ``Date``), so a forged local clock cannot age a young copy
+        into "expired and gone"; the local clock only if AWS's cannot be read (logged)."""
+        bucket = self.plan.evidence_bucket.name
+        try:
+            return aws_time(self.clients.s3(self.plan.regions.dr), bucket)
+        except AwsTimeUnavailable as exc:
+            self.log.warning("AWS's time could not be read (%s); using the local clock.", exc)
+            return datetime.now(UTC)
+
+    def _notify(self, context: Any, result: dict[str, Any]) -> bool:
+        lines = [*result["incidents"]] + [
+            f"FAILED {p['copy']} of {p['source']} ({p['age']} old): {'; '.join(p['problems'])}"
+            for p in result["problems"]
+        ]
+        notifier = SnsNotifier(
+            subject=f"SecureDR INCIDENT: retained DR copies of plan {self.plan.name}",
+            message="\n".join(lines),
+            plan_path=self.plan_path,
+            aws_conn_id=self.aws_conn_id,
+            clients=self.clients,
+        )
+        try:
+            return notifier.notify(context) is not None
+        except Exception as exc:
+            # The copies are already private; a lost message must not hide that in the report.
+            self.log.error("Could not publish the re-verification incident: %s", exc)
+            return False
+
+
+def enforce_private(
+    clients: Any, region: str, kind: str, snapshot_id: str, what: str
+) -> tuple[list[str], bool, int]:
+    """Make a shared or public DR copy private at once.
+
+    Returns ``(incidents, still shared, AWS calls made)``. Reads the sharing with one
+    DescribeSnapshotAttribute (``createVolumePermission``: group ``all`` = public, user ids =
+    accounts) / DescribeDBSnapshotAttributes (attribute ``restore``: ``all`` or account ids) per
+    copy - neither API takes more than one snapshot.
+    https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeSnapshotAttribute.html
+    https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeDBSnapshotAttributes.html
+    """
+    if kind == "ebs":
+        client = clients.ec2(region)
+        shared = ebs.sharing(client, snapshot_id)
+        if not shared:
+            return [], False, 1
+        ebs.make_private(client, snapshot_id, shared)
+        still: list[Any] = ebs.sharing(client, snapshot_id)
+        who = ", ".join(p.get("Group") or p.get("UserId", "?") for p in shared)
+    else:
+        client = clients.rds(region)
+        accounts = rds.sharing(client, snapshot_id)
+        if not accounts:
+            return [], False, 1
+        rds.make_private(client, snapshot_id, accounts)
+        still = rds.sharing(client, snapshot_id)
+        who = ", ".join(accounts)
+    outcome = "made private" if not still else f"COULD NOT be made private (still: {still})"
+    incident = f"INCIDENT: DR copy {region}/{snapshot_id} {what} was shared with {who}; {outcome}"
+    return [incident], bool(still), 3
 
 
 def _aws_time(point: RecoveryPoint, snapshot: dict[str, Any]) -> str | None:

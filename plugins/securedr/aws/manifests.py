@@ -1,0 +1,62 @@
+"""Read the plan's signed run manifests back from the evidence bucket.
+
+Only manifests whose signature verifies against the plan's trusted keys, that are stored under
+the key their signed content implies and that list copies in the plan's DR Region are returned;
+every other one is named in ``rejected`` (someone wrote to the evidence bucket) and ignored, so
+a forged or replayed manifest can never vouch for a snapshot.
+
+Manifests are read through their object versions: a manifest hidden by a delete marker is still
+read (its copies stay SecureDR's, so hiding it can neither turn them into "forgeries" nor drop
+them from the nightly re-check) and is named in ``rejected`` as hidden.
+https://docs.aws.amazon.com/AmazonS3/latest/userguide/DeleteMarker.html
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from securedr.aws.evidence import EvidenceStore
+from securedr.core import signing
+from securedr.core.restore import RestoreRefused, check_manifest_binding
+
+
+@dataclass
+class SignedManifests:
+    """``manifests``: ``(object key, verified payload)``; ``rejected``: why each other one was."""
+
+    manifests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    #: S3 GetObject calls made (one per manifest) plus ListObjectsV2 pages.
+    reads: int = 0
+
+
+def load_signed_manifests(
+    evidence: EvidenceStore, trusted: Any, *, plan: str, dr_region: str
+) -> SignedManifests:
+    """Every manifest of ``plan`` that can be trusted (see the module docstring)."""
+    out = SignedManifests()
+    rows = [v for v in evidence.versions("manifests", plan) if v.key.endswith(".json")]
+    out.reads = 1 + len(rows) // 1000
+    newest: dict[str, str] = {}  # key -> newest stored version (write-once: normally the only)
+    for row in sorted(rows, key=lambda v: (v.key, v.order)):
+        if not row.delete_marker and row.key not in newest:
+            newest[row.key] = row.version_id
+    for row in rows:
+        if row.is_latest and row.delete_marker and row.key in newest:
+            out.rejected.append(
+                f"manifest {row.key} is hidden by a delete marker (someone deleted it from the "
+                "evidence bucket); its stored version is still read"
+            )
+    for key, version_id in sorted(newest.items()):
+        out.reads += 1
+        try:
+            body = evidence.get_version(key, version_id)
+            payload = signing.verify_document(json.loads(body), trusted)
+            check_manifest_binding(key, payload, plan, dr_region)
+        except (ValueError, signing.SignatureError, RestoreRefused) as exc:
+            out.rejected.append(f"manifest {key} cannot be trusted: {str(exc)[:300]}")
+            continue
+        out.manifests.append((key, payload))
+    return out
