@@ -157,14 +157,21 @@ class AssumedRoleClients(ServiceClients):
 
     def _on_needs_retry(self, response: Any = None, request_dict: Any = None, **_: Any) -> Any:
         """Renew and resend once when AWS says the token has expired."""
-        if self._renew is None or not _expired(response):
+        if not self._claim_renewal(response, request_dict):
             return None
-        context = (request_dict or {}).setdefault("context", {})
-        if context.get("securedr_renewed"):
-            return None
-        context["securedr_renewed"] = True
         self._credentials.renew_now()
         return 0  # retry at once; botocore signs the retry with the new credentials
+
+    def _claim_renewal(self, response: Any, request_dict: Any) -> bool:
+        """Whether to renew for this request: AWS said the token expired, and it is the
+        request's first renewal (a request is resent once, never in a loop)."""
+        if self._renew is None or not _expired(response):
+            return False
+        context = (request_dict or {}).setdefault("context", {})
+        if context.get("securedr_renewed"):
+            return False
+        context["securedr_renewed"] = True
+        return True
 
     def client(self, service: str, region: str) -> Any:
         key = (service, region)
@@ -210,12 +217,8 @@ class AssumedRoleClients(ServiceClients):
         async def on_needs_retry(
             response: Any = None, request_dict: Any = None, **_: Any
         ) -> int | None:
-            if self._renew is None or not _expired(response):
+            if not self._claim_renewal(response, request_dict):
                 return None
-            context = (request_dict or {}).setdefault("context", {})
-            if context.get("securedr_renewed"):
-                return None
-            context["securedr_renewed"] = True
             await credentials.renew_now()
             return 0
 

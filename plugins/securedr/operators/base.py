@@ -105,6 +105,27 @@ class SecureDrOperator(SecureDrMixin, BaseOperator):
         self.plan_path = plan_path
         self.aws_conn_id = aws_conn_id
 
+    def publish_incident(self, context: Any, subject: str, lines: list[str], what: str) -> bool:
+        """Publish an incident to the plan's SNS topic; ``True`` once SNS accepted it.
+
+        Never raises: the caller has already acted (made a copy private, kept a snapshot), and a
+        lost message must not hide that in the run report, so a failure is logged and ``False``.
+        """
+        from securedr.notifiers.sns import SnsNotifier
+
+        notifier = SnsNotifier(
+            subject=subject,
+            message="\n".join(lines),
+            plan_path=self.plan_path,
+            aws_conn_id=self.aws_conn_id,
+            clients=self.clients,
+        )
+        try:
+            return notifier.notify(context) is not None
+        except Exception as exc:
+            self.log.error("Could not publish the %s incident: %s", what, exc)
+            return False
+
 
 def run_identity(context: Any) -> tuple[str, str]:
     """(dag_id, run_id) of the running task."""

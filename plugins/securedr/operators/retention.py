@@ -26,7 +26,6 @@ from securedr.core.model import (
 )
 from securedr.core.retained import ListedSnapshot, listed_snapshots
 from securedr.core.retention import Copy, RetentionPolicy, plan_retention, render_plan
-from securedr.notifiers.sns import SnsNotifier
 from securedr.operators.base import SecureDrOperator
 
 LOCATION_OF_ROLE = {"dr-copy": "dr", "recovery-point": "source"}
@@ -203,19 +202,12 @@ class ApplyRetentionOperator(SecureDrOperator):
         return listed_snapshots(signed.manifests), signed.rejected
 
     def _notify(self, context: Any, incidents: list[str]) -> bool:
-        notifier = SnsNotifier(
-            subject=f"SecureDR INCIDENT: possible forged DR copies, plan {self.plan.name}",
-            message="\n".join(incidents),
-            plan_path=self.plan_path,
-            aws_conn_id=self.aws_conn_id,
-            clients=self.clients,
+        return self.publish_incident(
+            context,
+            f"SecureDR INCIDENT: possible forged DR copies, plan {self.plan.name}",
+            incidents,
+            "forgery",
         )
-        try:
-            return notifier.notify(context) is not None
-        except Exception as exc:
-            # Nothing was deleted because of it; a lost message must not hide it in the report.
-            self.log.error("Could not publish the forgery incident: %s", exc)
-            return False
 
     def _trusted_time(self) -> datetime:
         bucket = self.plan.evidence_bucket.name

@@ -12,7 +12,6 @@ from securedr.aws.manifests import load_signed_manifests
 from securedr.core.model import TAG_VERIFIED, RecoveryPoint, Verification
 from securedr.core.retained import age_text, retained_copies
 from securedr.core.verify import dr_copy_problems
-from securedr.notifiers.sns import SnsNotifier
 from securedr.operators.base import SecureDrOperator, run_identity
 
 
@@ -272,19 +271,12 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
             f"FAILED {p['copy']} of {p['source']} ({p['age']} old): {'; '.join(p['problems'])}"
             for p in result["problems"]
         ]
-        notifier = SnsNotifier(
-            subject=f"SecureDR INCIDENT: retained DR copies of plan {self.plan.name}",
-            message="\n".join(lines),
-            plan_path=self.plan_path,
-            aws_conn_id=self.aws_conn_id,
-            clients=self.clients,
+        return self.publish_incident(
+            context,
+            f"SecureDR INCIDENT: retained DR copies of plan {self.plan.name}",
+            lines,
+            "re-verification",
         )
-        try:
-            return notifier.notify(context) is not None
-        except Exception as exc:
-            # The copies are already private; a lost message must not hide that in the report.
-            self.log.error("Could not publish the re-verification incident: %s", exc)
-            return False
 
 
 def enforce_private(
