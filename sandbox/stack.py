@@ -418,13 +418,22 @@ class Stack:
 
     def _enrol_mfa(self, env: dict[str, str]) -> None:
         """Enrol every initiator and approver of the plan, keeping their otpauth URIs."""
-        from securedr.core.plan import load_plan
-
-        access = load_plan(env["SECUREDR_PLAN"]).access
+        # The plan is read with the stack's environment (its SECUREDR_HOME holds the keys the
+        # plan names), not this process's, as every component reads it.
+        code = (
+            "import json\n"
+            "from securedr.core.plan import load_plan\n"
+            "access = load_plan().access\n"
+            "print(json.dumps([*access.initiators, *access.approvers]))\n"
+        )
+        listed = subprocess.run(
+            [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        )
+        users = json.loads(listed.stdout.strip().splitlines()[-1])
         devices = self.home / "keys" / "mfa"
         devices.mkdir(parents=True, exist_ok=True)
         devices.chmod(0o700)
-        for user in dict.fromkeys([*access.initiators, *access.approvers]):
+        for user in dict.fromkeys(users):
             # --force: a fresh stack re-enrols; the old "device" is replaced with the secret.
             done = subprocess.run(
                 [sys.executable, "-m", "securedr.cli", "mfa", "enroll", user, "--force", "--no-qr"],
