@@ -48,6 +48,14 @@ RESULT_FIELDS = (
 )
 
 
+def percent(progress: str) -> float:
+    """AWS's progress figure (EBS ``Progress`` "37%", RDS ``PercentProgress``) as a number."""
+    try:
+        return float(str(progress).strip().rstrip("%") or 0)
+    except ValueError:
+        return 0.0
+
+
 def iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
@@ -239,6 +247,13 @@ class CopyLoop:
             missing_grace_until=grace_deadlines(list(refs.values()), self.missing_grace_seconds),
             now=time.time(),
         )
+        now = time.time()
+        for key in progress.pending:
+            label = keys[key]
+            started_at = self.results[label].get("dr_requested_at")
+            status = found.get(key)
+            if started_at and status is not None:
+                self.slots.progressed(label, started_at, now, percent(status.progress))
         for key in progress.completed:
             self.slots.finished(keys[key])
             self.completed += 1

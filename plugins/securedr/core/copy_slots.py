@@ -22,6 +22,12 @@ from typing import Any, Literal
 
 Status = Literal["waiting", "in_flight", "done", "ruled_out"]
 
+#: The shortest sleep between polls while copies are in flight: a copy whose estimated end has
+#: passed is asked about at most this often (one batched describe per Region and kind).
+MIN_POLL_SECONDS = 2.0
+#: Poll this long after a copy's estimated end, so it has finished by then.
+ETA_MARGIN_SECONDS = 0.5
+
 
 @dataclass
 class CopySlots:
@@ -35,6 +41,8 @@ class CopySlots:
     status: dict[str, Status] = field(default_factory=dict)
     #: kind -> epoch seconds before which AWS is not asked for a slot of that kind again.
     blocked_until: dict[str, float] = field(default_factory=dict)
+    #: label -> epoch seconds when a copy in flight should finish, from AWS's progress figure.
+    eta: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -52,6 +60,17 @@ class CopySlots:
         if self.status.get(label) == "in_flight":
             self.blocked_until.pop(self.kinds[label], None)
         self.status[label] = "done"
+        self.eta.pop(label, None)
+
+    def progressed(self, label: str, started_at: float, now: float, percent: float) -> None:
+        """AWS reports ``percent`` done for a copy started at ``started_at``: estimate its end.
+
+        A linear estimate (elapsed / fraction done); none below 1 %, where it means nothing.
+        """
+        if self.status.get(label) != "in_flight" or percent < 1 or now <= started_at:
+            self.eta.pop(label, None)
+            return
+        self.eta[label] = started_at + (now - started_at) * 100.0 / min(percent, 100.0)
 
     def ruled_out(self, label: str) -> None:
         self.status[label] = "ruled_out"
@@ -89,11 +108,16 @@ class CopySlots:
     def sleep_seconds(self, now: float, poll_seconds: float) -> float:
         """How long the loop may sleep before anything can change.
 
-        With copies of ours in flight, until the next poll (one of them may finish); with none,
-        until the first blocked kind may be asked again (a timed wait, never a busy loop).
+        With copies of ours in flight: until the first of them should finish by AWS's progress
+        figure (so a freed slot is refilled within about a second of AWS finishing, not up to a
+        whole poll interval later), at least :data:`MIN_POLL_SECONDS` and at most
+        ``poll_seconds``. With none: until the first blocked kind may be asked again (a timed
+        wait, never a busy loop).
         """
         if self.in_flight:
-            return poll_seconds
+            first = min(self.eta.values(), default=now + poll_seconds)
+            floor = min(MIN_POLL_SECONDS, poll_seconds)
+            return max(floor, min(poll_seconds, first - now + ETA_MARGIN_SECONDS))
         waiting_kinds = {self.kinds[label] for label in self.labels("waiting")}
         until = [self.blocked_until.get(kind, now) for kind in waiting_kinds]
         return max(0.0, min(until, default=now) - now)
@@ -107,6 +131,7 @@ class CopySlots:
             "kinds": dict(self.kinds),
             "status": dict(self.status),
             "blocked_until": dict(self.blocked_until),
+            "eta": dict(self.eta),
         }
 
     @classmethod
@@ -117,4 +142,5 @@ class CopySlots:
             kinds=dict(data["kinds"]),
             status=dict(data.get("status") or {}),
             blocked_until={k: float(v) for k, v in (data.get("blocked_until") or {}).items()},
+            eta={k: float(v) for k, v in (data.get("eta") or {}).items()},
         )
