@@ -187,54 +187,6 @@ def test_retried_copy_task_creates_no_duplicates(estate, plan, ctx):
     assert len(securedr_db_snapshots(plan.regions.dr)) == 1
 
 
-def test_never_more_than_twenty_copies_in_flight(aws, plan, signing_keys, ctx, monkeypatch):
-    from sandbox.estate import create_volume, ensure_key, seed
-
-    estate = seed(plan, aws)
-    for i in range(22):
-        create_volume(
-            "us-east-1",
-            f"bulk-{i}",
-            plan=plan,
-            protected=True,
-            kms_key_arn=estate.key_arns["us-east-1"],
-            endpoint_url=aws,
-        )
-    ensure_key("us-east-1", plan.kms_key("us-east-1"), aws)
-    points = [p for p in snapshot(ctx, discover(ctx)) if p["kind"] == "ebs"]
-    assert len(points) == 24
-
-    import securedr.aws.ebs as ebs_adapter
-
-    real_copy = ebs_adapter.copy_snapshot
-
-    def copy_that_stays_pending(client, **kwargs):
-        snapshot_id = real_copy(client, **kwargs)
-        _set_ebs_state(plan.regions.dr, snapshot_id, "pending")
-        return snapshot_id
-
-    monkeypatch.setattr(ebs_adapter, "copy_snapshot", copy_that_stays_pending)
-    operator = CopyToDrRegionOperator(task_id="copy", points=points)
-    with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(ctx)
-    assert len(managed_snapshots(plan.regions.dr, "dr-copy")) == 20
-    assert len(deferred.value.trigger.refs) == 20
-    assert deferred.value.trigger.until == "any"
-
-    # Three copies finish: exactly three more may start, and the rest wait.
-    for ref in deferred.value.trigger.refs[:3]:
-        _set_ebs_state(plan.regions.dr, ref["snapshot_id"], "completed")
-    with pytest.raises(TaskDeferred):
-        operator.resume(ctx, {"status": "success", "completed": [], "pending": []})
-    assert len(managed_snapshots(plan.regions.dr, "dr-copy")) == 23
-
-    for snap in managed_snapshots(plan.regions.dr, "dr-copy"):
-        _set_ebs_state(plan.regions.dr, snap["SnapshotId"], "completed")
-    done = operator.resume(ctx, {"status": "success", "completed": [], "pending": []})
-    assert len({p["dr_snapshot_id"] for p in done}) == 24
-    assert len(managed_snapshots(plan.regions.dr, "dr-copy")) == 24
-
-
 def _copied(ctx):
     points = snapshot(ctx, discover(ctx))
     return CopyToDrRegionOperator(task_id="copy", points=points).execute(ctx)

@@ -15,7 +15,6 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import TaskDeferred
 from botocore.exceptions import ClientError
 
@@ -168,65 +167,6 @@ def test_manual_snapshot_quota_at_source_rules_out_that_database(estate, ctx):
     assert all(p["snapshot_id"] for p in points.values() if p["kind"] == "ebs")
 
 
-def test_concurrency_limit_with_nothing_of_ours_in_flight_is_a_timed_wait(estate, ctx, tmp_path):
-    plan_path = write_plan(tmp_path, waits={"quota_wait_seconds": 120})
-    limited = {"on": True}
-
-    def slots_taken(call):
-        if not limited["on"]:
-            return
-        if call.service == "ec2" and call.action == "CopySnapshot":
-            raise realism.AWSError(
-                "ResourceLimitExceeded", "Too many snapshot copies in progress. The limit is 20."
-            )
-        if call.service == "rds" and call.action == "CopyDBSnapshot":
-            raise realism.AWSError("SnapshotQuotaExceeded", CONCURRENT_COPY_MESSAGE)
-
-    inject("test-slots-taken", slots_taken)
-    points = snapshot(ctx, plan_path)
-    operator = copy_op(points, plan_path)
-    before = time.time()
-    with pytest.raises(TaskDeferred) as first:
-        operator.execute(ctx)
-    trigger = first.value.trigger
-    # Not a snapshot trigger over nothing (which fires at once and spins): a time trigger.
-    assert isinstance(trigger, DateTimeTrigger)
-    wait = (trigger.moment - datetime.now(UTC)).total_seconds()
-    assert 100 < wait <= 120
-    deadline = first.value.kwargs["deadline"]
-    assert deadline == pytest.approx(before + 2880 * 60, abs=30)
-    # Nobody was ruled out: the concurrency limit is not the manual-snapshot quota.
-    assert not [s for s in first.value.kwargs["state"].values() if s["not_protected"]]
-
-    # Still no slot: the same absolute deadline is carried into the next deferral.
-    with pytest.raises(TaskDeferred) as second:
-        operator.resume(ctx, trigger.moment, **first.value.kwargs)
-    assert second.value.kwargs["deadline"] == deadline
-
-    limited["on"] = False  # the other job's copies finished: ours start
-    copied = operator.resume(ctx, trigger.moment, **second.value.kwargs)
-    assert all(p["dr_snapshot_id"] and p["not_protected"] is None for p in copied)
-    assert len(dr_copies("us-west-2")) == 2
-
-
-def test_deadline_passed_rules_out_what_never_got_a_slot(estate, ctx):
-    def slots_taken(call):
-        if call.service == "ec2" and call.action == "CopySnapshot":
-            raise realism.AWSError(
-                "ResourceLimitExceeded", "Too many snapshot copies in progress. The limit is 20."
-            )
-
-    inject("test-slots-taken-forever", slots_taken)
-    operator = copy_op(snapshot(ctx))
-    with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(ctx)
-    kwargs = dict(deferred.value.kwargs, deadline=time.time() - 1)
-    copied = by_source(operator.resume(ctx, datetime.now(UTC), **kwargs))
-    ebs = [p for p in copied.values() if p["kind"] == "ebs"]
-    assert ebs and all("copy deadline" in p["not_protected"] for p in ebs)
-    assert copied["orders-db"]["dr_snapshot_id"] and copied["orders-db"]["not_protected"] is None
-
-
 def test_preflight_warns_when_retention_would_exceed_the_manual_snapshot_quota(
     estate, ctx, tmp_path
 ):
@@ -360,36 +300,6 @@ def test_an_rds_point_taken_before_aws_showed_its_time_gets_it_from_its_dr_copy(
 
 
 # --- Eventual consistency ---------------------------------------------------------------------
-
-
-def test_copy_not_found_right_after_it_started_is_pending_and_never_duplicated(
-    estate, plan, ctx, tmp_path, monkeypatch
-):
-    import securedr.operators.dr_copy as dr_copy
-
-    plan_path = write_plan(tmp_path, waits={"max_copies_in_flight": 1})
-    dr = plan.regions.dr
-    real_statuses = dr_copy.statuses
-    # Describes do not show the DR copies yet, neither by id nor by tag (eventual consistency).
-    monkeypatch.setattr(
-        dr_copy,
-        "statuses",
-        lambda clients, refs: real_statuses(clients, [r for r in refs if r.region != dr]),
-    )
-    monkeypatch.setattr(dr_copy.ebs, "find_snapshots", lambda ec2, tags: [])
-    points = [p for p in snapshot(ctx, plan_path) if p["kind"] == "ebs"]
-    operator = copy_op(points, plan_path)
-    with pytest.raises(TaskDeferred) as first:
-        operator.execute(ctx)  # not "DR copies failed: not found"
-    assert len(first.value.trigger.refs) == 1
-    assert first.value.trigger.refs[0]["requested_at"]
-    assert len(dr_copies(dr)) == 1
-    # Resumed while the copy is still invisible: it is carried, not started again.
-    with pytest.raises(TaskDeferred):
-        operator.resume(
-            ctx, {"status": "success", "completed": [], "pending": []}, **first.value.kwargs
-        )
-    assert len(dr_copies(dr)) == 1
 
 
 def test_trigger_treats_missing_within_grace_as_pending(estate, ctx):

@@ -79,13 +79,25 @@ async def describe_snapshots_async(ec2: Any, snapshot_ids: list[str]) -> dict[st
     return result
 
 
+def _find_request(tags: dict[str, str]) -> dict[str, Any]:
+    return {
+        "Filters": [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())],
+        "OwnerIds": ["self"],
+        "PaginationConfig": page_config("describe_snapshots"),
+    }
+
+
 def find_snapshots(ec2: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
     """Snapshots owned by this account that carry every one of ``tags``."""
-    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted(tags.items())]
     snapshots: list[dict[str, Any]] = []
-    for page in ec2.get_paginator("describe_snapshots").paginate(
-        Filters=filters, OwnerIds=["self"], PaginationConfig=page_config("describe_snapshots")
-    ):
+    for page in ec2.get_paginator("describe_snapshots").paginate(**_find_request(tags)):
+        snapshots.extend(page["Snapshots"])
+    return snapshots
+
+
+async def find_snapshots_async(ec2: Any, tags: dict[str, str]) -> list[dict[str, Any]]:
+    snapshots: list[dict[str, Any]] = []
+    async for page in ec2.get_paginator("describe_snapshots").paginate(**_find_request(tags)):
         snapshots.extend(page["Snapshots"])
     return snapshots
 
@@ -96,6 +108,25 @@ def create_snapshot(ec2: Any, volume_id: str, tags: dict[str, str], description:
         Description=description,
         TagSpecifications=[{"ResourceType": "snapshot", "Tags": dict_to_tags(tags)}],
     )
+
+
+def copy_request(
+    *,
+    source_region: str,
+    snapshot_id: str,
+    kms_key_arn: str,
+    tags: dict[str, str],
+    description: str,
+) -> dict[str, Any]:
+    """CopySnapshot's parameters: always encrypted, under ``kms_key_arn``, tagged at creation."""
+    return {
+        "SourceRegion": source_region,
+        "SourceSnapshotId": snapshot_id,
+        "Encrypted": True,
+        "KmsKeyId": kms_key_arn,
+        "Description": description,
+        "TagSpecifications": [{"ResourceType": "snapshot", "Tags": dict_to_tags(tags)}],
+    }
 
 
 def copy_snapshot(
@@ -109,12 +140,13 @@ def copy_snapshot(
 ) -> str:
     """Start a copy into the client's Region, always encrypted under ``kms_key_arn``."""
     response = ec2_destination.copy_snapshot(
-        SourceRegion=source_region,
-        SourceSnapshotId=snapshot_id,
-        Encrypted=True,
-        KmsKeyId=kms_key_arn,
-        Description=description,
-        TagSpecifications=[{"ResourceType": "snapshot", "Tags": dict_to_tags(tags)}],
+        **copy_request(
+            source_region=source_region,
+            snapshot_id=snapshot_id,
+            kms_key_arn=kms_key_arn,
+            tags=tags,
+            description=description,
+        )
     )
     return str(response["SnapshotId"])
 

@@ -115,8 +115,7 @@ def create_snapshot(rds: Any, db_identifier: str, snapshot_identifier: str, tags
     )["DBSnapshot"]
 
 
-def copy_snapshot(
-    rds_destination: Any,
+def copy_request(
     *,
     source_region: str,
     source_arn: str,
@@ -143,6 +142,28 @@ def copy_snapshot(
     }
     if option_group:
         request["OptionGroupName"] = option_group
+    return request
+
+
+def copy_snapshot(
+    rds_destination: Any,
+    *,
+    source_region: str,
+    source_arn: str,
+    target_identifier: str,
+    kms_key_arn: str,
+    tags: dict[str, str],
+    option_group: str | None = None,
+) -> dict[str, Any]:
+    """Start a cross-Region copy (see :func:`copy_request`); boto3 presigns the source URL."""
+    request = copy_request(
+        source_region=source_region,
+        source_arn=source_arn,
+        target_identifier=target_identifier,
+        kms_key_arn=kms_key_arn,
+        tags=tags,
+        option_group=option_group,
+    )
     return rds_destination.copy_db_snapshot(**request)["DBSnapshot"]
 
 
