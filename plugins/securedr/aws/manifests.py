@@ -33,9 +33,20 @@ class SignedManifests:
 
 
 def load_signed_manifests(
-    evidence: EvidenceStore, trusted: Any, *, plan: str, dr_region: str
+    evidence: EvidenceStore,
+    trusted: Any,
+    *,
+    plan: str,
+    dr_region: str,
+    latest: int | None = None,
 ) -> SignedManifests:
-    """Every manifest of ``plan`` that can be trusted (see the module docstring)."""
+    """Every manifest of ``plan`` that can be trusted (see the module docstring).
+
+    ``latest``: read only the newest that many manifests (object keys sort in time order, and
+    a trusted manifest's key is bound to its signed time), so a caller that needs recent nights
+    makes one listing call per 1,000 versions plus ``latest`` GetObject calls. A manifest that
+    cannot be trusted still takes its place among them (and is named in ``rejected``).
+    """
     out = SignedManifests()
     rows = [v for v in evidence.versions("manifests", plan) if v.key.endswith(".json")]
     out.reads = 1 + len(rows) // 1000
@@ -43,6 +54,8 @@ def load_signed_manifests(
     for row in sorted(rows, key=lambda v: (v.key, v.order)):
         if not row.delete_marker and row.key not in newest:
             newest[row.key] = row.version_id
+    if latest is not None:
+        newest = dict(sorted(newest.items())[-latest:] if latest > 0 else [])
     for row in rows:
         if row.is_latest and row.delete_marker and row.key in newest:
             out.rejected.append(
