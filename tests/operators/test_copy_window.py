@@ -202,3 +202,27 @@ def test_the_rds_copy_quota_setting_sets_the_rds_slots(
     assert result["copy_window"]["fits"] is fits
     if not fits:
         assert "rds.concurrent_copy_quota" in result["copy_window"]["message"]
+
+
+def test_objects_under_newer_names_do_not_push_the_signed_nights_out(estate, plan):
+    from securedr.aws.manifests import load_signed_manifests
+
+    for days_ago in (2, 3, 4):
+        _night(days_ago, copy_minutes=15)
+    _forged_night(1, copy_minutes=600)
+    operator = PreflightChecksOperator(task_id="read")
+
+    signed = load_signed_manifests(
+        operator.evidence,
+        operator.trusted_public_keys(),
+        plan=plan.name,
+        dr_region=plan.regions.dr,
+        latest=2,
+    )
+
+    runs = [payload["run_id"] for _, payload in signed.manifests]
+    newest = [TONIGHT - timedelta(days=d) for d in (3, 2)]  # oldest first
+    assert runs == [f"scheduled__{s:%Y-%m-%dT%H:%M:%S}+00:00" for s in newest]
+    (rejected,) = signed.rejected
+    assert "cannot be trusted" in rejected
+    assert signed.reads == 1 + 3  # one listing, the forged object and two signed nights
