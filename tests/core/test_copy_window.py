@@ -190,3 +190,27 @@ def test_history_skips_tonight_and_copies_reused_from_earlier_nights():
     }
     history = copy_history([("k1", tonight), ("k2", reused)], skip_run_id="t")
     assert history.nights == 1 and history.copy_seconds["ebs"] == []
+
+
+def test_ebs_and_rds_copies_share_the_runs_slots():
+    # One wave of each kind (1 h) would fit, but the copy step runs at most 20 copies of the
+    # run at once, EBS and RDS together: 40 one-hour copies over 20 slots take 2 h.
+    result = estimate_copy_window(
+        {"us-west-2": {"ebs": 20, "rds": 20}},
+        max_copies_in_flight=20,
+        history=_history(ebs=[1.0], rds=[1.0]),
+        rpo_hours=26,
+    )
+    assert [k.window_hours for k in result.kinds] == [1.0, 1.0]
+    assert result.shared_hours == 2.0 and result.window_hours == 2.0
+    assert result.fits is False
+    assert "share the run's 20 slot(s)" in result.message
+    assert not any("rds.concurrent_copy_quota" in a for a in result.advice)
+    # Fewer databases: 18 + 2 copies are one wave again.
+    small = estimate_copy_window(
+        {"us-west-2": {"ebs": 18, "rds": 2}},
+        max_copies_in_flight=20,
+        history=_history(ebs=[1.0], rds=[1.0]),
+        rpo_hours=26,
+    )
+    assert small.shared_hours == 1.0 and small.window_hours == 1.0 and small.fits is True

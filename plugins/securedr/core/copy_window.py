@@ -5,8 +5,12 @@ The copy step never runs more than a fixed number of copies at once per destinat
 copies of recent nights took:
 
     window(kind, Region) = ceil(resources / slots) x copy time(kind)
-    window               = max over kinds and DR Regions (EBS and RDS copies run side by side,
-                           and every destination Region has its own limits)
+    shared(Region)       = ceil(all resources / waits.max_copies_in_flight) x their mean copy
+                           time (the copy step never runs more than that many of one run's
+                           copies at once, EBS and RDS together)
+    window               = max over kinds, the shared figure and DR Regions (EBS and RDS
+                           copies run side by side, and every destination Region has its own
+                           limits)
 
 Slots: EBS ``min(waits.max_copies_in_flight, 20)`` - "There is a limit of 20 concurrent snapshot
 copy requests per destination Region" (https://docs.aws.amazon.com/ebs/latest/userguide/ebs-copy-snapshot.html);
@@ -118,6 +122,8 @@ class CopyWindow:
     kinds: tuple[KindWindow, ...]
     message: str
     advice: tuple[str, ...] = ()
+    #: EBS and RDS copies together over the run's ``waits.max_copies_in_flight`` slots.
+    shared_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -240,7 +246,20 @@ def estimate_copy_window(
     known = [w for w in windows if w.window_hours is not None]
     unknown = [w for w in windows if w.window_hours is None]
     window = max((w.window_hours or 0.0 for w in known), default=None)
+    # The copy step caps the run's copies of both kinds together at max_copies_in_flight, so
+    # all of them also take ceil(all / max_copies_in_flight) waves of their mean copy time.
+    shared: float | None = None
+    for region in sorted({w.region for w in known}):
+        here = [w for w in known if w.region == region]
+        count = sum(w.resources for w in here)
+        mean = sum(w.resources * (w.copy_hours or 0.0) for w in here) / count
+        waves = math.ceil(count / max(1, max_copies_in_flight))
+        shared = max(shared or 0.0, round(waves * mean, 2))
+    shared_sets_it = window is not None and shared is not None and shared > window
+    if shared_sets_it:
+        window = shared
     common = dict(
+        shared_hours=shared,
         rpo_hours=rpo_hours,
         interval_hours=interval_hours,
         snapshot_hours=snapshot,
@@ -279,14 +298,29 @@ def estimate_copy_window(
         for w in windows
         if w.window_hours is not None
     )
+    if shared_sets_it:
+        figures += (
+            f"; EBS and RDS copies together share the run's {max_copies_in_flight} slot(s) "
+            f"(waits.max_copies_in_flight): "
+            + f"{sum(w.resources for w in known)} copies / {max_copies_in_flight} slot(s) = "
+            f"{math.ceil(sum(w.resources for w in known) / max_copies_in_flight)} wave(s) of "
+            f"their mean copy time = {_show(shared or 0.0)}"
+        )
     rule = (
         f"the RPO target of {rpo_hours:g} h leaves {_show(max(room, 0.0))} for copying after "
-        f"{interval_hours:g} h between nightly runs and {_show(snapshot or 0.0)} of snapshots "
-        f"(median), {_show(budget)} with {100 - HEADROOM * 100:.0f} % headroom"
+        f"{interval_hours:g} h between nightly runs and "
+        + (
+            f"{_show(snapshot)} of snapshots (median)"
+            if snapshot is not None
+            else "the snapshots (their time unknown, counted as 0)"
+        )
+        + f", {_show(budget)} with {100 - HEADROOM * 100:.0f} % headroom"
     )
     fits = window <= budget and room > 0
     if not fits:
-        advice = _advice(worst, limits, max_copies_in_flight, rpo_hours, window, room, snapshot)
+        advice = _advice(
+            worst, limits, max_copies_in_flight, rpo_hours, window, room, snapshot, shared_sets_it
+        )
         message = (
             f"the nightly copy window does NOT fit the RPO: about {_show(window)} of copies "
             f"({figures}), but {rule}. Copies of tonight would land too late to meet "
@@ -320,8 +354,10 @@ def _advice(
     window: float,
     room: float,
     snapshot: float | None,
+    shared: bool = False,
 ) -> list[str]:
-    """What would make the window fit, most effective first, for the kind that sets it."""
+    """What would make the window fit, most effective first, for what sets it: one kind's
+    slots, or (``shared``) the run's slots both kinds share."""
     advice: list[str] = []
     if room <= 0:
         advice.append(
@@ -329,13 +365,18 @@ def _advice(
             f"{NIGHTLY_INTERVAL_HOURS:g} h apart, before any snapshot or copy time"
         )
     aws_limit = limits[worst.kind]
-    if max_copies_in_flight < aws_limit:
+    if shared and max_copies_in_flight < EBS_COPY_LIMIT:
+        advice.append(
+            f"raise waits.max_copies_in_flight from {max_copies_in_flight} to {EBS_COPY_LIMIT}: "
+            "EBS and RDS copies share these slots"
+        )
+    elif not shared and max_copies_in_flight < aws_limit:
         better = math.ceil(worst.resources / aws_limit) * (worst.copy_hours or 0.0)
         advice.append(
             f"raise waits.max_copies_in_flight from {max_copies_in_flight} to {aws_limit} "
             f"(AWS's {worst.kind} limit): the {worst.kind} window becomes about {_show(better)}"
         )
-    if worst.kind == "rds":
+    if worst.kind == "rds" and not shared:
         advice.append(
             "ask AWS Support for more concurrent cross-Region DB snapshot copies into "
             f"{worst.region} (now {aws_limit}) and set rds.concurrent_copy_quota to what they "
