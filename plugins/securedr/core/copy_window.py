@@ -34,10 +34,10 @@ allowed to tag; manifests only by the signing key's holder). Per night and kind 
 ``verified_at - dr_created_at`` of the *latest-started* verified copy: ``dr_created_at`` is the
 copy's start as AWS reports it (EBS ``StartTime``, RDS ``SnapshotCreateTime``) and
 ``verified_at`` is when verification checked it, after every copy had completed. The
-latest-started copy is the one that never waited for a slot after it began and whose wave
-ended the night, so its duration is one wave. (Every copy's own ``verified_at - dr_created_at``
-would count the waves that came after it too: on a two-wave night the first wave would look
-twice as slow.) The copy time used is the **median** over the nights: one night whose
+latest-started copy began when the last slot was taken, so no copy queued behind it: from its
+start to verification is one wave. (Every copy's own ``verified_at - dr_created_at`` would
+count the waves that came after it too: on a two-wave night the first wave would look twice
+as slow.) The copy time used is the **median** over the nights: one night whose
 verification ran hours late (a retried task, a paused DAG) must not raise the alarm for a week,
 and the slowest night is reported next to it. The sample is an upper bound of a wave: it
 includes waiting for the slower kind and the sensor's polling. The snapshot time per night is
