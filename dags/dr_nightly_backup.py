@@ -75,6 +75,7 @@ with DAG(
         retention=retention.output,
         file_sets=file_sets.output,
         retained=reverify.output,
+        preflight=preflight.output,
         trigger_rule=TriggerRule.ALL_DONE,
         retries=0,
     )

@@ -296,3 +296,23 @@ def test_without_copies_there_is_no_copy_time() -> None:
     record = report([])
     assert record["dr_copy_seconds"] is None
     assert "DR copy time" not in render_nightly_text(record)
+
+
+def test_preflight_warnings_and_the_copy_window_are_shown_without_failing_the_run() -> None:
+    window = {"fits": False, "message": "the nightly copy window does NOT fit the RPO: ..."}
+    quota = "retention keeps 14 nightly snapshot(s) of each of 9 protected database(s) ..."
+    r = report(preflight={"warnings": [quota, window["message"]], "copy_window": window})
+    assert r["succeeded"] is True
+    assert r["copy_window"] == window and r["warnings"] == [quota, window["message"]]
+    text = render_nightly_text(r)
+    assert "Copy window vs RPO: DOES NOT FIT - the nightly copy window does NOT fit" in text
+    assert f"  - {quota}" in text
+    assert text.count("does NOT fit the RPO") == 1  # not repeated among the warnings
+
+
+def test_a_copy_window_without_history_is_shown_as_unknown() -> None:
+    window = {"fits": None, "message": "copy window not estimated: no signed manifest ..."}
+    text = render_nightly_text(report(preflight={"warnings": [], "copy_window": window}))
+    assert "Copy window vs RPO: unknown - copy window not estimated" in text
+    assert "Warnings:" not in text
+    assert report()["copy_window"] is None  # pre-flight did not run (or failed)

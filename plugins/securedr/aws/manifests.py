@@ -33,9 +33,21 @@ class SignedManifests:
 
 
 def load_signed_manifests(
-    evidence: EvidenceStore, trusted: Any, *, plan: str, dr_region: str
+    evidence: EvidenceStore,
+    trusted: Any,
+    *,
+    plan: str,
+    dr_region: str,
+    latest: int | None = None,
 ) -> SignedManifests:
-    """Every manifest of ``plan`` that can be trusted (see the module docstring)."""
+    """Every manifest of ``plan`` that can be trusted (see the module docstring).
+
+    ``latest``: only the newest that many trusted manifests (object keys sort in time order, and
+    a trusted manifest's key is bound to its signed time), read newest first and giving up
+    after ``2 x latest`` GetObject calls, so a caller that needs recent nights makes one listing
+    call per 1,000 versions plus a bounded number of reads, and objects someone wrote under
+    newer names cannot push the real manifests out unnoticed (each is named in ``rejected``).
+    """
     out = SignedManifests()
     rows = [v for v in evidence.versions("manifests", plan) if v.key.endswith(".json")]
     out.reads = 1 + len(rows) // 1000
@@ -43,13 +55,14 @@ def load_signed_manifests(
     for row in sorted(rows, key=lambda v: (v.key, v.order)):
         if not row.delete_marker and row.key not in newest:
             newest[row.key] = row.version_id
-    for row in rows:
-        if row.is_latest and row.delete_marker and row.key in newest:
-            out.rejected.append(
-                f"manifest {row.key} is hidden by a delete marker (someone deleted it from the "
-                "evidence bucket); its stored version is still read"
-            )
-    for key, version_id in sorted(newest.items()):
+    order = sorted(newest.items())
+    if latest is not None:
+        order = order[::-1][: max(0, 2 * latest)]
+    read: set[str] = set()
+    for key, version_id in order:
+        if latest is not None and len(out.manifests) >= latest:
+            break
+        read.add(key)
         out.reads += 1
         try:
             body = evidence.get_version(key, version_id)
@@ -59,4 +72,13 @@ def load_signed_manifests(
             out.rejected.append(f"manifest {key} cannot be trusted: {str(exc)[:300]}")
             continue
         out.manifests.append((key, payload))
+    if latest is not None:
+        out.manifests.reverse()  # oldest first, as without ``latest``
+    hidden = [
+        f"manifest {row.key} is hidden by a delete marker (someone deleted it from the "
+        "evidence bucket); its stored version is still read"
+        for row in rows
+        if row.is_latest and row.delete_marker and row.key in read
+    ]
+    out.rejected[:0] = hidden
     return out

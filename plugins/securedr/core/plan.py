@@ -276,6 +276,16 @@ class Rds(_Model):
         description="the account's manual DB snapshot quota per Region (AWS default 100); "
         "pre-flight warns when retention would need more",
     )
+    # "You can have up to 20 snapshot copy requests in progress to a single destination Region
+    # per account" (older accounts and older versions of the guide: five).
+    # https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_CopySnapshot.html
+    concurrent_copy_quota: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="cross-Region DB snapshot copies AWS lets run at once into one destination "
+        "Region (AWS today: 20; some accounts: 5); pre-flight estimates the copy window with it",
+    )
     option_groups: OptionGroups = Field(default_factory=OptionGroups)
 
 

@@ -24,6 +24,7 @@ def nightly_report(
     failed_tasks: Sequence[str] = (),
     file_sets: Sequence[Mapping[str, Any]] = (),
     retained: Mapping[str, Any] | None = None,
+    preflight: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record. ``succeeded`` is true only if every resource was protected, every copy
     verified, every file set was backed up completely, every retained copy of earlier nights
@@ -31,7 +32,9 @@ def nightly_report(
     refused no retention deletion (``retention_refusals``: what could not be deleted, and AWS's
     reason). Resources the run could not protect are listed under ``not_protected`` with the
     reason and what to do; incidents on retained copies and possible forgeries retention found
-    join tonight's under ``incidents``."""
+    join tonight's under ``incidents``. Pre-flight's warnings (``preflight``: its result) and its
+    copy-window estimate are listed under ``warnings`` and ``copy_window``; they never fail the
+    run."""
     retained = dict(retained or {})
     retained_failed = [
         f"{p['source']} -> {p['copy']} ({p['age']} old): {'; '.join(p['problems'])}"
@@ -104,6 +107,8 @@ def nightly_report(
         "manifest": dict(manifest) if manifest else None,
         "retention": {k: v for k, v in (retention or {}).items() if k != "decisions"} or None,
         "retention_refusals": refusals,
+        "warnings": list((preflight or {}).get("warnings") or []),
+        "copy_window": (preflight or {}).get("copy_window"),
     }
 
 
@@ -258,6 +263,14 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     manifest = report.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")
+    window = report.get("copy_window")
+    if window:
+        verdict = {True: "fits", False: "DOES NOT FIT", None: "unknown"}[window.get("fits")]
+        lines.append(f"Copy window vs RPO: {verdict} - {window.get('message')}")
+    warnings = [w for w in report.get("warnings") or [] if not window or w != window["message"]]
+    if warnings:
+        lines.append("Warnings:")
+        lines += [f"  - {w}" for w in warnings]
     if report["failed_tasks"]:
         lines.append(f"Failed steps: {', '.join(report['failed_tasks'])}")
     return "\n".join(lines)

@@ -6,11 +6,17 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from securedr.aws import ebs as ebs_adapter
 from securedr.aws import evidence as evidence_adapter
 from securedr.aws import kms as kms_adapter
 from securedr.aws import rds as rds_adapter
+from securedr.aws.manifests import load_signed_manifests
 from securedr.core import checks, signing
-from securedr.operators.base import SecureDrError, SecureDrOperator, public_key_pem
+from securedr.core.copy_window import CopyWindow, copy_history, estimate_copy_window
+from securedr.operators.base import SecureDrError, SecureDrOperator, public_key_pem, run_identity
+
+#: Signed manifests (nights) the copy-window estimate learns copy times from.
+COPY_HISTORY_NIGHTS = 7
 
 
 class PreflightChecksOperator(SecureDrOperator):
@@ -22,8 +28,12 @@ class PreflightChecksOperator(SecureDrOperator):
     provisioned and trusted. Every problem found is listed, then the task fails without retrying.
     Warns (without failing) when evidence is locked in GOVERNANCE mode (an explicit plan opt-in)
     and when ``retention.keep_days`` x the protected databases would exceed the manual DB snapshot
-    quota (``rds.manual_snapshot_quota``) in a source Region or the DR Region. Makes read-only
-    calls only. Returns the resolved key ARN per Region and the warnings.
+    quota (``rds.manual_snapshot_quota``) in a source Region or the DR Region, and when tonight's
+    copy window - resources / copy slots x the copy time of the last nights, read from the
+    newest ``COPY_HISTORY_NIGHTS`` signed manifests only - would not fit the RPO target
+    (:mod:`securedr.core.copy_window`); with no signed history it says so. The estimate never
+    fails the run. Makes read-only calls only. Returns the resolved key ARN per Region, the
+    warnings and the copy window (``copy_window``).
     """
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -83,14 +93,84 @@ class PreflightChecksOperator(SecureDrOperator):
                 f"Pre-flight security checks failed ({len(problems)}); nothing was created:\n"
                 f"{listing}"
             )
-        quota_warnings = self._snapshot_quota_warnings()
-        for warning in quota_warnings:
+        counts = self._protected_counts()
+        quota_warnings = self._snapshot_quota_warnings(counts.get("rds"))
+        window, window_warnings = self._copy_window(context, counts)
+        for warning in [*quota_warnings, *window_warnings]:
             self.log.warning("Pre-flight warning: %s", warning)
-        warnings = [*warnings, *quota_warnings]
+        warnings = [*warnings, *quota_warnings, *window_warnings]
         self.log.info("Pre-flight checks passed for %d Region(s).", len(plan.all_regions))
-        return {"key_arns": key_arns, "signing_key_id": signing_key_id, "warnings": warnings}
+        return {
+            "key_arns": key_arns,
+            "signing_key_id": signing_key_id,
+            "warnings": warnings,
+            "copy_window": window.to_dict() if window is not None else None,
+        }
 
-    def _snapshot_quota_warnings(self) -> list[str]:
+    def _protected_counts(self) -> dict[str, dict[str, int]]:
+        """kind -> source Region -> resources the night will protect (as discovery finds them)."""
+        sel = self.plan.selection
+        counts: dict[str, dict[str, int]] = {}
+        for region in self.plan.regions.sources:
+            found = []
+            if "ebs" in sel.resource_types:
+                found += ebs_adapter.discover_volumes(
+                    self.clients.ec2(region), region, sel.tag_key, sel.tag_value
+                )
+            if "rds" in sel.resource_types:
+                found += rds_adapter.discover_instances(
+                    self.clients.rds(region), region, sel.tag_key, sel.tag_value
+                )
+            for kind in sel.resource_types:
+                counts.setdefault(kind, {})[region] = sum(
+                    1 for r in found if r.kind == kind and not r.unsupported
+                )
+        return counts
+
+    def _copy_window(
+        self, context: Any, counts: dict[str, dict[str, int]]
+    ) -> tuple[CopyWindow | None, list[str]]:
+        """Tonight's copy window against the RPO, from the newest signed manifests only.
+
+        Copy times come from signed manifests (tags could be forged by anybody allowed to tag),
+        read by version with their signatures checked; at most ``COPY_HISTORY_NIGHTS`` GetObject
+        calls plus the listing. A window that does not fit is a warning, never a failure, and so
+        is an estimate that cannot be made.
+        """
+        plan = self.plan
+        dr = plan.regions.dr
+        try:
+            signed = load_signed_manifests(
+                self.evidence,
+                self.trusted_public_keys(),
+                plan=plan.name,
+                dr_region=dr,
+                latest=COPY_HISTORY_NIGHTS,
+            )
+        except Exception as exc:  # advisory: never stop a night's backups over an estimate
+            return None, [
+                f"the copy window could not be estimated: the signed manifests of recent nights "
+                f"could not be read ({type(exc).__name__}: {str(exc)[:200]})"
+            ]
+        for rejected in signed.rejected:
+            self.log.warning("Copy-window history: %s", rejected)
+        _, run_id = run_identity(context)
+        window = estimate_copy_window(
+            {dr: {kind: sum(by_region.values()) for kind, by_region in counts.items()}},
+            max_copies_in_flight=plan.waits.max_copies_in_flight,
+            rds_copy_quota=plan.rds.concurrent_copy_quota,
+            history=copy_history(signed.manifests, skip_run_id=run_id),
+            rpo_hours=plan.targets.rpo_hours,
+        )
+        self.log.info(
+            "Copy window (%d signed manifest(s) read, %d S3 call(s)): %s",
+            len(signed.manifests),
+            signed.reads,
+            window.message,
+        )
+        return window, [window.message] if window.fits is False else []
+
+    def _snapshot_quota_warnings(self, rds_counts: dict[str, int] | None) -> list[str]:
         """Whether retention would need more manual DB snapshots than the quota allows.
 
         AWS: 100 manual DB snapshots per Region by default (adjustable); beyond it CreateDBSnapshot
@@ -98,19 +178,10 @@ class PreflightChecksOperator(SecureDrOperator):
         https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/CHAP_Limits.html
         """
         plan = self.plan
-        if "rds" not in plan.selection.resource_types:
+        if rds_counts is None:  # RDS is not selected
             return []
-        sel, quota, keep = plan.selection, plan.rds.manual_snapshot_quota, plan.retention.keep_days
-        counts = {
-            region: sum(
-                1
-                for r in rds_adapter.discover_instances(
-                    self.clients.rds(region), region, sel.tag_key, sel.tag_value
-                )
-                if not r.unsupported
-            )
-            for region in plan.regions.sources
-        }
+        quota, keep = plan.rds.manual_snapshot_quota, plan.retention.keep_days
+        counts = dict(rds_counts)
         counts[plan.regions.dr] = sum(counts.values())  # every source's copies land there
         return [
             f"retention keeps {keep} nightly snapshot(s) of each of {n} protected database(s) in "

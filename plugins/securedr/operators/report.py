@@ -29,7 +29,8 @@ class NightlyReportOperator(SecureDrOperator):
     are already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
-    leaves a report behind.
+    leaves a report behind. Pre-flight's warnings (``preflight``, its result) - among them a
+    copy window that does not fit the RPO - are shown in the report without failing it.
     """
 
     template_fields: Sequence[str] = (
@@ -38,6 +39,7 @@ class NightlyReportOperator(SecureDrOperator):
         "retention",
         "file_sets",
         "retained",
+        "preflight",
         "plan_path",
     )
 
@@ -49,9 +51,11 @@ class NightlyReportOperator(SecureDrOperator):
         retention: Any,
         file_sets: Any = None,
         retained: Any = None,
+        preflight: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.preflight = preflight
         self.file_sets = file_sets
         self.retained = retained
         self.verifications = verifications
@@ -81,6 +85,7 @@ class NightlyReportOperator(SecureDrOperator):
             failed_tasks=failed_tasks,
             file_sets=list(self.file_sets or []),
             retained=self.retained or None,
+            preflight=self.preflight or None,
         )
         text = render_nightly_text(report)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
