@@ -72,3 +72,19 @@ def test_all_started_and_state_round_trips():
 def test_a_limit_below_one_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         CopySlots(limit=0, quota_wait_seconds=1, kinds={})
+
+
+def test_a_kind_never_exceeds_its_own_limit_and_the_other_kind_fills_the_rest():
+    s = CopySlots(
+        limit=4,
+        quota_wait_seconds=60,
+        kinds={"rds-0": "rds", "rds-1": "rds", "rds-2": "rds", "ebs-0": "ebs", "ebs-1": "ebs"},
+        kind_limits={"rds": 2},
+    )
+    assert s.startable(0) == ["rds-0", "rds-1", "ebs-0", "ebs-1"]
+    for label in s.startable(0):
+        s.started(label)
+    s.finished("ebs-0")
+    assert s.startable(0) == []  # a free slot, but RDS is at its own limit
+    s.finished("rds-0")
+    assert s.startable(0) == ["rds-2"]

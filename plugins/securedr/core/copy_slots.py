@@ -7,7 +7,9 @@ asks which copies to start next and how long it may sleep.
 Guarantees:
 
 - never more than ``limit`` copies of this run in flight at once (EBS and RDS together, so the
-  per-Region figure stays within AWS's 20-copy EBS quota whatever the mix);
+  per-Region figure stays within AWS's 20-copy EBS quota whatever the mix), and never more of
+  one kind than ``kind_limits`` gives it (RDS: the account's concurrent cross-Region copy quota,
+  so a known limit is not probed with refused calls);
 - a kind whose slots AWS says are full (``no_slot``) is not asked again until one of this run's
   copies of that kind finishes or ``quota_wait_seconds`` pass, whichever comes first: the other
   kind carries on meanwhile, and a quota held by other tools' copies is a timed wait;
@@ -37,6 +39,8 @@ class CopySlots:
     quota_wait_seconds: float
     #: label -> kind ("ebs" / "rds"), in the order copies should start.
     kinds: dict[str, str]
+    #: kind -> the most copies of that kind in flight at once (within ``limit``).
+    kind_limits: dict[str, int] = field(default_factory=dict)
     #: label -> status; every label of ``kinds`` has one.
     status: dict[str, Status] = field(default_factory=dict)
     #: kind -> epoch seconds before which AWS is not asked for a slot of that kind again.
@@ -96,12 +100,19 @@ class CopySlots:
     def startable(self, now: float) -> list[str]:
         """The copies to start now, in order: as many as free slots, none of a blocked kind."""
         free = self.limit - self.in_flight
+        flying: dict[str, int] = {}
+        for label in self.labels("in_flight"):
+            flying[self.kinds[label]] = flying.get(self.kinds[label], 0) + 1
         chosen: list[str] = []
         for label in self.labels("waiting"):
             if len(chosen) >= free:
                 break
-            if self.blocked_until.get(self.kinds[label], 0.0) > now:
+            kind = self.kinds[label]
+            if self.blocked_until.get(kind, 0.0) > now:
                 continue
+            if flying.get(kind, 0) >= self.kind_limits.get(kind, self.limit):
+                continue
+            flying[kind] = flying.get(kind, 0) + 1
             chosen.append(label)
         return chosen
 
@@ -129,6 +140,7 @@ class CopySlots:
             "limit": self.limit,
             "quota_wait_seconds": self.quota_wait_seconds,
             "kinds": dict(self.kinds),
+            "kind_limits": dict(self.kind_limits),
             "status": dict(self.status),
             "blocked_until": dict(self.blocked_until),
             "eta": dict(self.eta),
@@ -140,6 +152,7 @@ class CopySlots:
             limit=int(data["limit"]),
             quota_wait_seconds=float(data["quota_wait_seconds"]),
             kinds=dict(data["kinds"]),
+            kind_limits={k: int(v) for k, v in (data.get("kind_limits") or {}).items()},
             status=dict(data.get("status") or {}),
             blocked_until={k: float(v) for k, v in (data.get("blocked_until") or {}).items()},
             eta={k: float(v) for k, v in (data.get("eta") or {}).items()},

@@ -284,7 +284,8 @@ class Rds(_Model):
         ge=1,
         le=1000,
         description="cross-Region DB snapshot copies AWS lets run at once into one destination "
-        "Region (AWS today: 20; some accounts: 5); pre-flight estimates the copy window with it",
+        "Region (AWS today: 20; some accounts: 5); the copy step never runs more RDS copies at "
+        "once, and pre-flight estimates the copy window with it",
     )
     option_groups: OptionGroups = Field(default_factory=OptionGroups)
 

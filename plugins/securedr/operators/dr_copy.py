@@ -85,6 +85,7 @@ class CopyToDrRegionOperator(SecureDrOperator):
                 limit=waits.max_copies_in_flight,
                 quota_wait_seconds=waits.quota_wait_seconds,
                 kinds={p.label: p.kind for p in todo},
+                kind_limits={"rds": plan.rds.concurrent_copy_quota},
             ),
             deadline=time.time() + waits.copy_timeout_minutes * 60,
             poll_seconds=waits.poll_seconds,
