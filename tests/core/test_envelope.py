@@ -312,7 +312,7 @@ def test_memory_stays_flat_in_the_file_size() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # Five 1 MiB buffers; nothing proportional to the 48 MiB stream.
+    # Seven 1 MiB buffers; nothing proportional to the 48 MiB stream.
     assert peak < 8 << 20
 
 
