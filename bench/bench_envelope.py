@@ -120,9 +120,17 @@ def read_through(path: Path) -> None:
 
 
 def run_child(
-    cmd: Sequence[str], work: Path, env: dict[str, str] | None = None, inputs: Sequence[Path] = ()
+    cmd: Sequence[str],
+    work: Path,
+    env: dict[str, str] | None = None,
+    inputs: Sequence[Path] = (),
+    warm: int = 0,
 ) -> tuple[float, float, str]:
     """Run ``cmd``; return (wall seconds, peak RSS MiB of the child, stdout).
+
+    Right before the child starts, ``warm`` bytes are written and deleted (see
+    :func:`warm_page_pool`), so that every tool writes its output into memory freed just
+    before it started, whatever ran before it.
 
     Peak RSS comes from GNU time, which reports its own child's ``ru_maxrss``. Linux keeps
     a process's peak RSS across ``exec``, so a child forked straight from this (large)
@@ -133,6 +141,8 @@ def run_child(
     # untouched for a while is slow to touch again, which would favour whoever runs second.
     for path in inputs:
         read_through(path)
+    if warm:
+        warm_page_pool(work, warm)
     rss_file = work / "rss.txt"
     start = time.perf_counter()
     done = subprocess.run(
@@ -187,8 +197,12 @@ def make_random_file(path: Path, size: int) -> str:
 def warm_page_pool(directory: Path, size: int) -> None:
     """Write and delete ``size`` bytes so that outputs land on memory the VM already backs.
 
-    On a fresh VM the first touch of a page costs several times a normal write; without
-    this the first tool measured would pay that for everyone.
+    On this VM, the system time a process spends writing into the page cache swings with
+    what ran before it: in one series, decrypt_file took 0.4 to 2.2 s of system time for
+    the same 1 GiB, and in the benchmark the tool that ran right after another tool's
+    output was deleted wrote fastest. (The balloon device has free page reporting, so
+    memory freed a few seconds earlier may have gone back to the host.) Every run gets
+    this same preamble, and each size a first one of twice its size.
     """
     scratch = directory / "warm.bin"
     block = bytes(16 * MiB)
@@ -268,7 +282,7 @@ def bench_size(
     def measure(
         label: str, cmd: Sequence[str], inputs: Sequence[Path], env: dict[str, str] | None = None
     ) -> str:
-        elapsed, rss, out = run_child(cmd, work, env, inputs)
+        elapsed, rss, out = run_child(cmd, work, env, inputs, warm=size)
         m = results.setdefault(label, Measure())
         m.seconds.append(elapsed)
         m.rss_mib.append(rss)
