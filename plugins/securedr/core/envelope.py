@@ -758,8 +758,10 @@ def encrypt_stream(
     (``securedr-recovery-pub-...``) so the file can be restored without KMS.
 
     All arguments are validated before anything is written. ``src`` is read once, in
-    order, with memory bounded by a few chunks; ``dst`` only needs ``write`` and must
-    consume each buffer before returning (as every ``io`` class does). The result
+    order, in the caller's thread, with memory bounded by a few chunks; ``dst`` only
+    needs ``write`` and must consume each buffer before returning (as every ``io`` class
+    does). For inputs of several chunks ``dst.write`` is called from a helper thread, one
+    call at a time and in order, and not after this function returned. The result
     contains no key material.
     """
     data_key = _check_data_key(data_key)
@@ -989,9 +991,10 @@ def decrypt_stream(
     ``expected_file_id`` come from the signed manifest and catch a whole envelope swapped
     for another valid one.
 
-    Only authenticated chunks are written, in order. On error, ``dst`` holds an
-    authenticated prefix of the plaintext (or all of it, for a checksum mismatch) and must
-    be discarded; use :func:`decrypt_file` for all-or-nothing output.
+    Only authenticated chunks are written, in order (from a helper thread, one call at a
+    time, for envelopes of several chunks; never after this function returned). On error,
+    ``dst`` holds an authenticated prefix of the plaintext (or all of it, for a checksum
+    mismatch) and must be discarded; use :func:`decrypt_file` for all-or-nothing output.
     """
     return _decrypt_records(
         src,
