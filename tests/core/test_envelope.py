@@ -9,6 +9,7 @@ import io
 import os
 import struct
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -219,6 +220,171 @@ def test_tampering_in_the_threaded_pipeline(tmp_path: Path) -> None:
     assert threading.active_count() == threads
 
 
+# --- The threaded pipeline (chunks of at least 64 KiB, more than one chunk) -----------------
+
+TCS = 64 << 10  # the smallest chunk size that runs the hash and write stages on threads
+
+
+class Chunky(io.RawIOBase):
+    """A sink that takes at most ``step`` bytes per write and records which thread wrote."""
+
+    def __init__(self, step: int = 1000) -> None:
+        self.step = step
+        self.written = bytearray()
+        self.writers: set[str] = set()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # type: ignore[no-untyped-def, override]
+        self.writers.add(threading.current_thread().name)
+        taken = bytes(b[: self.step])
+        self.written += taken
+        return len(taken)
+
+
+def test_threaded_pipeline_writes_on_a_helper_thread_and_handles_partial_writes() -> None:
+    data = os.urandom(6 * TCS + 777)
+    sink = Chunky()
+    result = encrypt_stream(
+        io.BytesIO(data),
+        sink,
+        data_key=KEY,
+        kms_key_arn=ARN,
+        kms_wrapped_key=BLOB,
+        recovery_public_key=PUBLIC,
+        chunk_size=TCS,
+    )
+    assert result.ciphertext_size == len(sink.written) and result.chunk_count == 7
+    # The header is written by the caller, every record by the write stage.
+    assert sink.writers == {threading.current_thread().name, "securedr-write"}
+    out = Chunky()
+    got = decrypt_stream(io.BytesIO(bytes(sink.written)), out, data_key=KEY)
+    assert bytes(out.written) == data and out.writers == {"securedr-write"}
+    assert got.plaintext_sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_threaded_round_trip_of_an_exact_multiple_of_the_chunk_size() -> None:
+    data = os.urandom(5 * TCS)
+    blob, result = seal(data, chunk_size=TCS)
+    _, records = layout(blob)
+    assert result.chunk_count == len(records) == 5
+    assert blob[records[-1][0]] == envelope.FLAG_FINAL  # the last full chunk is the final one
+    assert unseal(blob) == data
+    assert verify_stream(io.BytesIO(blob), data_key=KEY).plaintext_size == len(data)
+
+
+def test_decrypt_write_failure_in_the_threaded_pipeline_propagates() -> None:
+    blob, _ = seal(os.urandom(10 * TCS), chunk_size=TCS)
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="No space"):
+        decrypt_stream(io.BytesIO(blob), FailingSink(3 * TCS), data_key=KEY)  # type: ignore[arg-type]
+    assert threading.active_count() == threads
+
+
+def test_write_failure_in_decrypt_file_leaves_nothing_and_keeps_existing_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob, _ = seal(os.urandom(10 * TCS), chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+    (tmp_path / "out").write_bytes(b"previous contents")
+    real_write_all = envelope._write_all
+    calls = 0
+
+    def failing_write_all(dst: io.RawIOBase, view: memoryview) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise OSError(28, "No space left on device")
+        real_write_all(dst, view)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(envelope, "_write_all", failing_write_all)
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="No space"):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert threading.active_count() == threads
+    assert leftovers(tmp_path) == ["in.enc", "out"]
+    assert (tmp_path / "out").read_bytes() == b"previous contents"
+
+
+def test_tampering_in_the_threaded_pipeline_releases_only_authenticated_chunks() -> None:
+    data = os.urandom(12 * TCS)
+    blob, _ = seal(data, chunk_size=TCS)
+    _, records = layout(blob)
+    tampered = flip(blob, records[7][0] + 100)
+    out = io.BytesIO()
+    threads = threading.active_count()
+    with pytest.raises(ChunkAuthenticationError) as caught:
+        decrypt_stream(io.BytesIO(tampered), out, data_key=KEY)
+    assert caught.value.index == 7
+    # Whatever the write stage got to before the failure: whole chunks, in order, all
+    # authenticated (chunk 7's plaintext never reaches it).
+    written = out.getvalue()
+    assert len(written) % TCS == 0 and len(written) <= 7 * TCS
+    assert written == data[: len(written)]
+    with pytest.raises(ChunkAuthenticationError):
+        verify_stream(io.BytesIO(tampered), data_key=KEY)
+    assert threading.active_count() == threads
+
+
+def test_a_failing_stage_reports_in_the_callers_thread_and_runs_nothing_more() -> None:
+    ran: list[int] = []
+
+    def job(view: memoryview) -> None:
+        if view[0] == 2:
+            raise ValueError("stage failed on job 2")
+        ran.append(view[0])
+
+    worker = envelope._Worker(job, "securedr-test")
+    try:
+        for n in range(5):
+            worker.submit(memoryview(bytes([n])))
+        worker.wait_for(2)  # jobs 0 and 1 are fine
+        with pytest.raises(ValueError, match="stage failed on job 2"):
+            worker.wait_all()
+    finally:
+        worker.close()
+    assert ran == [0, 1]
+    assert not any(t.name == "securedr-test" for t in threading.enumerate())
+
+
+def test_closing_a_stage_early_skips_queued_jobs_and_joins_the_thread() -> None:
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def job(view: memoryview) -> None:
+        started.set()
+        release.wait(5)
+        ran.append(view[0])
+
+    worker = envelope._Worker(job, "securedr-test")
+    for n in range(4):
+        worker.submit(memoryview(bytes([n])))
+    started.wait(5)
+    # Close (as the caller does when another stage failed) while job 0 is still running.
+    closer = threading.Thread(target=worker.close)
+    closer.start()
+    while not worker._cancelled:
+        time.sleep(0.001)
+    release.set()
+    closer.join(5)
+    assert ran == [0]
+    assert not any(t.name == "securedr-test" for t in threading.enumerate())
+
+
+def test_decrypt_memory_stays_flat_in_the_file_size(tmp_path: Path) -> None:
+    blob, _ = seal(bytes(24 << 20), chunk_size=1 << 20)
+    tracemalloc.start()
+    try:
+        verify_stream(io.BytesIO(blob), data_key=KEY)
+        decrypt_stream(io.BytesIO(blob), FailingSink(1 << 40), data_key=KEY)  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Five 1 MiB buffers (one for ciphertext, four for plaintext), whatever the length.
+    assert peak < 6 << 20
+
+
 def test_the_same_plaintext_encrypts_differently_every_time() -> None:
     first, a = seal(b"same")
     second, b = seal(b"same")
@@ -312,7 +478,7 @@ def test_memory_stays_flat_in_the_file_size() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # Five 1 MiB buffers; nothing proportional to the 48 MiB stream.
+    # Seven 1 MiB buffers; nothing proportional to the 48 MiB stream.
     assert peak < 8 << 20
 
 

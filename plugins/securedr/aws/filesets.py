@@ -185,7 +185,13 @@ class _ObjectWriter:
     """A write-only stream into one S3 object: a single PutObject if the whole envelope fits
     in one part, else a multipart upload in ``part_size`` parts. Holds one part in memory;
     nothing is visible in the bucket until :meth:`finish` succeeded, and :meth:`abort` removes
-    an unfinished upload."""
+    an unfinished upload.
+
+    ``encrypt_stream`` calls :meth:`write` from its write thread (one call at a time), so
+    parts upload while the next chunks are hashed and encrypted; the S3 client, created in
+    the caller's thread, is safe to use from another one: "Low-level clients are thread
+    safe" (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/clients.html,
+    Multithreading or multiprocessing with clients)."""
 
     def __init__(
         self,

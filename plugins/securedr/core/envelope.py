@@ -17,11 +17,13 @@ Guarantees:
 * :func:`decrypt_file` is all-or-nothing: the output appears (atomically, by rename) only
   after every chunk authenticated and the SHA-256 matched; on any failure no output file
   and no temporary file is left behind.
-* Memory is flat in the file size: five chunk buffers (5 MiB with the default 1 MiB
-  chunks), whatever the length of the stream; a file of one chunk gets one buffer.
-* Files of several chunks use two threads (reading and hashing beside AES-GCM and
-  writing); a failure on either is raised in the caller's thread, and no thread outlives
-  the call.
+* Memory is flat in the file size: at most seven chunk buffers (7 MiB with the default
+  1 MiB chunks) to encrypt and five to decrypt, whatever the length of the stream; a file
+  of one chunk gets one or two.
+* Files of several chunks run as a pipeline over two helper threads: the caller's thread
+  reads and runs AES-GCM, one helper hashes and one writes. A failure in any stage is
+  raised in the caller's thread, later stages never see a chunk an earlier one failed on,
+  and no thread outlives the call.
 * The plaintext SHA-256 is computed in the same pass and returned, for the signed manifest.
 * No error message, ``repr`` or result object produced here contains key material.
 
@@ -41,8 +43,7 @@ import queue
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,12 +129,14 @@ _RECOVERY_STANZA_SIZE = RECOVERY_KEY_ID_SIZE + X25519_KEY_SIZE + RECOVERY_WRAPPE
 _KEY_TEXT_BODY_CHARS = 64  # base32 of 32-byte key + 8-byte checksum, no padding
 _ZERO_NONCE = bytes(NONCE_SIZE)
 
-# Below this chunk size a second thread costs more than it overlaps: hashlib only releases
-# the GIL for buffers of at least 2 KiB, and thread hand-offs cost tens of microseconds.
+# Below this chunk size helper threads cost more than they overlap: hashlib only releases
+# the GIL for buffers of at least 2 KiB, and thread hand-offs cost microseconds each.
 _THREAD_MIN_CHUNK = 64 << 10
-# Chunk buffers shared by the two threads: enough that neither often waits for the other
-# to hand one back, few enough that memory stays a handful of chunks.
+# Plaintext buffers: enough that reading and AES-GCM run ahead of the hash (the slowest
+# stage) and it never waits for input; few enough that memory stays a handful of chunks.
 _RING = 4
+# Ciphertext buffers on encryption: the writer works on one while the next is encrypted.
+_SEALED_RING = 3
 
 
 # --- Errors ----------------------------------------------------------------------------
@@ -657,27 +660,77 @@ def _nonce(index: int, flag: int) -> bytes:
     return index.to_bytes(COUNTER_SIZE, "big") + bytes((flag,))
 
 
-class _Lane:
-    """Jobs run one at a time in submission order, on a helper thread or inline."""
+class _Worker:
+    """One pipeline stage on a helper thread: runs ``fn(job)`` for each job, in order.
 
-    def __init__(self, threaded: bool) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1) if threaded else None
+    Jobs are counted from 0 as they are submitted. :meth:`wait_for` blocks until the first
+    ``count`` jobs are done and raises, in the caller's thread, an exception a job raised;
+    after a failure the stage runs no further job. :meth:`close` makes the thread skip what
+    is still queued and joins it, so no thread outlives the call that started it and none
+    is still touching a buffer when the caller reuses or frees it.
+    """
 
-    def submit(self, fn: Callable[..., object], *args: object) -> Future[object] | None:
-        if self._pool is None:
-            fn(*args)
-            return None
-        return self._pool.submit(fn, *args)
+    def __init__(self, fn: Callable[[memoryview], object], name: str) -> None:
+        self._fn = fn
+        self._jobs: queue.SimpleQueue[memoryview | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._finished = 0  # jobs known to be done, as seen by the caller's thread
+        self._submitted = 0
+        self._cancelled = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fn, jobs, done = self._fn, self._jobs, self._done
+        while (job := jobs.get()) is not None:
+            if self._cancelled:
+                continue
+            try:
+                fn(job)
+            except BaseException as error:  # re-raised in the caller's thread
+                done.put(error)
+                return
+            done.put(None)
+
+    def submit(self, job: memoryview) -> None:
+        self._submitted += 1
+        self._jobs.put(job)
+
+    def wait_for(self, count: int) -> None:
+        while self._finished < min(count, self._submitted):
+            error = self._done.get()
+            if error is not None:
+                raise error
+            self._finished += 1
+
+    def wait_all(self) -> None:
+        self.wait_for(self._submitted)
 
     def close(self) -> None:
-        # Waits for a running job: it may still be reading one of our buffers.
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._cancelled = True
+        self._jobs.put(None)
+        self._thread.join()
 
 
-def _wait(job: Future[object] | None) -> None:
-    if job is not None:
-        job.result()
+class _Inline:
+    """The :class:`_Worker` interface, run in the caller's thread (one-chunk files, tiny
+    chunks), where a thread would cost more than it overlaps."""
+
+    def __init__(self, fn: Callable[[memoryview], object]) -> None:
+        self.submit = fn
+
+    def wait_for(self, count: int) -> None:
+        pass
+
+    def wait_all(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _stage(fn: Callable[[memoryview], object], name: str, threaded: bool) -> _Worker | _Inline:
+    return _Worker(fn, name) if threaded else _Inline(fn)
 
 
 def _check_chunk_size(chunk_size: int) -> None:
@@ -685,69 +738,6 @@ def _check_chunk_size(chunk_size: int) -> None:
         raise TypeError("chunk_size must be an int")
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise ValueError(f"chunk_size must be in {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
-
-
-def _plaintext_chunks(
-    src: BinaryIO,
-    views: list[memoryview],
-    sha: hashlib._Hash,
-    free: queue.SimpleQueue[int | None],
-    first_length: int,
-) -> Iterator[tuple[int, int, bool]]:
-    """Yield ``(slot, length, final)`` for every chunk of ``src`` in order, hashing each.
-
-    ``views[0]`` already holds the first ``first_length`` bytes. Reads one chunk ahead,
-    because only the end of input tells which chunk is the last. Each chunk is hashed right
-    after it is read, while it is still in this core's cache. Slots come from ``free`` and
-    the consumer puts them back when done; ``None`` from ``free`` means it gave up.
-    """
-    chunk_size = len(views[0])
-    slot, length = 0, first_length
-    sha.update(views[0][:length])
-    while True:
-        next_slot, next_length = None, 0
-        if length == chunk_size:
-            next_slot = free.get()
-            if next_slot is None:
-                return
-            next_length = _readinto_full(src, views[next_slot])
-            sha.update(views[next_slot][:next_length])
-        yield slot, length, next_length == 0
-        if next_slot is None or next_length == 0:
-            return
-        slot, length = next_slot, next_length
-
-
-def _run_ahead(
-    chunks: Iterator[tuple[int, int, bool]], free: queue.SimpleQueue[int | None]
-) -> Iterator[tuple[int, int, bool]]:
-    """Run ``chunks`` (reading and hashing) on a helper thread, ahead of the consumer.
-
-    hashlib and file reads release the GIL, as does AES-GCM in ``cryptography``, so the
-    helper (read + SHA-256) and the caller (AES-GCM + write) use both cores; the ring of
-    ``_RING`` buffers bounds how far ahead the helper gets, and so the memory.
-    """
-    handoff: queue.SimpleQueue[tuple[int, int, bool] | BaseException | None] = queue.SimpleQueue()
-
-    def pump() -> None:
-        try:
-            for chunk in chunks:
-                handoff.put(chunk)
-        except BaseException as error:  # a read error, re-raised in the caller's thread
-            handoff.put(error)
-        else:
-            handoff.put(None)
-
-    thread = threading.Thread(target=pump, name="securedr-read-hash", daemon=True)
-    thread.start()
-    try:
-        while (item := handoff.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        free.put(None)  # if we stopped early, the helper may be waiting for a buffer
-        thread.join()
 
 
 def encrypt_stream(
@@ -768,8 +758,10 @@ def encrypt_stream(
     (``securedr-recovery-pub-...``) so the file can be restored without KMS.
 
     All arguments are validated before anything is written. ``src`` is read once, in
-    order, with memory bounded by a few chunks; ``dst`` only needs ``write`` and must
-    consume each buffer before returning (as every ``io`` class does). The result
+    order, in the caller's thread, with memory bounded by a few chunks; ``dst`` only
+    needs ``write`` and must consume each buffer before returning (as every ``io`` class
+    does). For inputs of several chunks ``dst.write`` is called from a helper thread, one
+    call at a time and in order, and not after this function returned. The result
     contains no key material.
     """
     data_key = _check_data_key(data_key)
@@ -795,40 +787,61 @@ def encrypt_stream(
     )
     _write_all(dst, memoryview(header))
 
+    # Pipeline: the caller's thread reads a chunk and encrypts it; one helper thread
+    # hashes the plaintext and another writes the ciphertext, so the SHA-256 (the slowest
+    # stage) runs on its own core, beside reading, AES-GCM and writing on the other.
+    # Chunk i uses plaintext buffer i % len(plain) and ciphertext buffer i % len(sealed);
+    # a buffer is reused only once the stages that read it are done with it.
     sha = hashlib.sha256()
-    views = [memoryview(bytearray(chunk_size))]
-    first_length = _readinto_full(src, views[0])
-    # A file that fits in one chunk needs neither the ring of buffers nor a thread.
-    several = first_length == chunk_size
-    if several:
-        views += [memoryview(bytearray(chunk_size)) for _ in range(_RING - 1)]
-    free: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-    for slot in range(1, len(views)):
-        free.put(slot)
-    chunks = _plaintext_chunks(src, views, sha, free, first_length)
-    if several and chunk_size >= _THREAD_MIN_CHUNK:
-        chunks = _run_ahead(chunks, free)
-    out = memoryview(bytearray(RECORD_HEADER_SIZE + chunk_size + TAG_SIZE))
-    index, plaintext_size, ciphertext_size = -1, 0, len(header)
+    plain = [memoryview(bytearray(chunk_size))]
+    length = _readinto_full(src, plain[0])
+    # A file that fits in one chunk needs neither rings of buffers nor threads.
+    several = length == chunk_size
+    threaded = several and chunk_size >= _THREAD_MIN_CHUNK
+    # Reading runs one chunk ahead of encryption (only the end of input tells which chunk
+    # is the last), so even without threads two plaintext buffers are needed.
+    plain += [memoryview(bytearray(chunk_size)) for _ in range((_RING if threaded else 2) - 1)]
+    if not several:
+        del plain[1:]
+    record_size = RECORD_HEADER_SIZE + chunk_size + TAG_SIZE
+    sealed = [memoryview(bytearray(record_size)) for _ in range(_SEALED_RING if threaded else 1)]
+    hasher = _stage(sha.update, "securedr-hash", threaded)
+    writer = _stage(lambda view: _write_all(dst, view), "securedr-write", threaded)
+    index, plaintext_size, ciphertext_size = 0, 0, len(header)
     try:
-        for index, (slot, length, final) in enumerate(chunks):
+        hasher.submit(plain[0][:length])
+        while True:
+            final, next_length = True, 0
+            if length == chunk_size:
+                ahead = plain[(index + 1) % len(plain)]
+                hasher.wait_for(index + 2 - len(plain))  # chunk index+1-len(plain) hashed
+                next_length = _readinto_full(src, ahead)
+                final = next_length == 0
+                if not final:
+                    hasher.submit(ahead[:next_length])
             flag = FLAG_FINAL if final else FLAG_NOT_FINAL
             record_header = _RECORD_HEADER.pack(flag, length)
+            out = sealed[index % len(sealed)]
+            writer.wait_for(index + 1 - len(sealed))  # chunk index-len(sealed) written
             out[:RECORD_HEADER_SIZE] = record_header
             end = RECORD_HEADER_SIZE + length + TAG_SIZE
             keys.payload.encrypt_into(
                 _nonce(index, flag),
-                views[slot][:length],
+                plain[index % len(plain)][:length],
                 record_header,
                 out[RECORD_HEADER_SIZE:end],
             )
-            free.put(slot)
-            _write_all(dst, out[:end])
+            writer.submit(out[:end])
             plaintext_size += length
             ciphertext_size += end
+            if final:
+                break
+            index, length = index + 1, next_length
+        hasher.wait_all()
+        writer.wait_all()
     finally:
-        if isinstance(chunks, Generator):
-            chunks.close()  # stops and joins the helper thread if we failed half way
+        hasher.close()
+        writer.close()
     return EncryptResult(
         plaintext_sha256=sha.hexdigest(),
         plaintext_size=plaintext_size,
@@ -864,14 +877,16 @@ def _decrypt_records(
     chunk_size = header.chunk_size
 
     sha = hashlib.sha256()
-    # Buffers and the hash thread are set up at the first record, so a one-chunk file gets
-    # buffers of its own size and no thread. The caller's thread reads, decrypts and writes
-    # (the write then copies plaintext that is still in this core's cache); one helper
-    # thread hashes, which releases the GIL, so both cores work.
+    # Buffers and threads are set up at the first record, so a one-chunk file gets buffers
+    # of its own size and no thread. The caller's thread reads and decrypts; one helper
+    # thread hashes the plaintext (the slowest stage, on a core of its own) and another
+    # writes it. Chunk i decrypts into plaintext buffer i % len(plain), reused only once
+    # the hash and write of the chunk that used it before are done; only a chunk whose tag
+    # verified is ever handed to them.
     in_view = memoryview(b"")
-    out_views: list[memoryview] = []
-    hashed: list[Future[object] | None] = [None] * _RING
-    hash_lane = _Lane(threaded=False)
+    plain: list[memoryview] = []
+    hasher: _Worker | _Inline = _Inline(sha.update)
+    writer: _Worker | _Inline | None = None
     index, plaintext_size, ciphertext_size = 0, 0, header.size
     try:
         while True:
@@ -898,12 +913,14 @@ def _decrypt_records(
                     raise ChunkAuthenticationError(index, "corrupt record header")
             else:
                 raise ChunkAuthenticationError(index, "corrupt record header")
-            if not out_views:
+            if not plain:
                 size = length if flag == FLAG_FINAL else chunk_size
                 in_view = memoryview(bytearray(size + TAG_SIZE))
-                buffers = _RING if flag == FLAG_NOT_FINAL else 1
-                out_views = [memoryview(bytearray(size)) for _ in range(buffers)]
-                hash_lane = _Lane(flag == FLAG_NOT_FINAL and chunk_size >= _THREAD_MIN_CHUNK)
+                threaded = flag == FLAG_NOT_FINAL and chunk_size >= _THREAD_MIN_CHUNK
+                plain = [memoryview(bytearray(size)) for _ in range(_RING if threaded else 1)]
+                hasher = _stage(sha.update, "securedr-hash", threaded)
+                if dst is not None:
+                    writer = _stage(lambda view: _write_all(dst, view), "securedr-write", threaded)
             body = in_view[: length + TAG_SIZE]
             got = _readinto_full(src, body)
             if got < len(body):
@@ -911,17 +928,19 @@ def _decrypt_records(
                     f"the file is truncated inside chunk {index} ({got} of {len(body)} bytes "
                     "present); fetch the object again"
                 )
-            slot = index % len(out_views)
-            _wait(hashed[slot])  # the hash thread may still be reading this buffer
-            out = out_views[slot][:length]
+            reused = index + 1 - len(plain)  # chunk index-len(plain) must be hashed, written
+            hasher.wait_for(reused)
+            if writer is not None:
+                writer.wait_for(reused)
+            out = plain[index % len(plain)][:length]
             try:
                 keys.payload.decrypt_into(_nonce(index, flag), body, record_header, out)
             except InvalidTag:
                 out[:] = bytes(length)  # drop the unauthenticated plaintext
                 raise ChunkAuthenticationError(index) from None
-            hashed[slot] = hash_lane.submit(sha.update, out)
-            if dst is not None:
-                _write_all(dst, out)
+            hasher.submit(out)
+            if writer is not None:
+                writer.submit(out)
             plaintext_size += length
             ciphertext_size += RECORD_HEADER_SIZE + len(body)
             if flag == FLAG_FINAL:
@@ -932,10 +951,13 @@ def _decrypt_records(
                 f"trailing data after the final chunk ({index}): bytes were appended to the "
                 "file; fetch the object again"
             )
-        for job in hashed:
-            _wait(job)
+        hasher.wait_all()
+        if writer is not None:
+            writer.wait_all()
     finally:
-        hash_lane.close()
+        hasher.close()
+        if writer is not None:
+            writer.close()
     digest = sha.hexdigest()
     if expected is not None and not hmac.compare_digest(digest, expected):
         raise ChecksumMismatchError(
@@ -969,9 +991,10 @@ def decrypt_stream(
     ``expected_file_id`` come from the signed manifest and catch a whole envelope swapped
     for another valid one.
 
-    Only authenticated chunks are written, in order. On error, ``dst`` holds an
-    authenticated prefix of the plaintext (or all of it, for a checksum mismatch) and must
-    be discarded; use :func:`decrypt_file` for all-or-nothing output.
+    Only authenticated chunks are written, in order (from a helper thread, one call at a
+    time, for envelopes of several chunks; never after this function returned). On error,
+    ``dst`` holds an authenticated prefix of the plaintext (or all of it, for a checksum
+    mismatch) and must be discarded; use :func:`decrypt_file` for all-or-nothing output.
     """
     return _decrypt_records(
         src,
