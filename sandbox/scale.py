@@ -157,7 +157,12 @@ def seed_bulk(estate: dict[str, Any], env: dict[str, str], ebs: int, rds: int) -
         cache = local.__dict__.setdefault("clients", {})
         if (service, region) not in cache:
             cache[(service, region)] = boto3.session.Session().client(
-                service, region_name=region, endpoint_url=url, config=config
+                service,
+                region_name=region,
+                endpoint_url=url,
+                config=config,
+                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
             )
         return cache[(service, region)]
 
