@@ -110,3 +110,35 @@ def test_post_forgets_what_was_counted(aws):
     request = urllib.request.Request(f"{aws}{metrics.ENDPOINT}", method="POST")
     urllib.request.urlopen(request).close()
     assert served(aws)["total_calls"] == 0
+
+
+def test_rds_cross_region_copies_count_in_flight_same_region_ones_do_not(aws):
+    rds = client("rds", aws)
+    rds.create_db_instance(
+        DBInstanceIdentifier="orders-db",
+        DBInstanceClass="db.t4g.micro",
+        Engine="postgres",
+        AllocatedStorage=20,
+        MasterUsername="dbadmin",
+        MasterUserPassword="sandbox-only-password",
+    )
+    arns = [
+        rds.create_db_snapshot(DBInstanceIdentifier="orders-db", DBSnapshotIdentifier=f"o-{i}")[
+            "DBSnapshot"
+        ]["DBSnapshotArn"]
+        for i in range(2)
+    ]
+    realism.configure("metrics")
+    realism.configure("timing", copy_seconds=60)
+    ours = [{"Key": "securedr:role", "Value": "dr-copy"}]
+    client("rds", aws, DR).copy_db_snapshot(
+        SourceDBSnapshotIdentifier=arns[0],
+        TargetDBSnapshotIdentifier="o-0-dr",
+        SourceRegion=SOURCE,
+        Tags=ours,
+    )
+    rds.copy_db_snapshot(SourceDBSnapshotIdentifier="o-1", TargetDBSnapshotIdentifier="o-1-copy")
+    got = served(aws)
+    assert got["max_in_flight"][DR]["rds"] == {"ours": 1, "all": 1}
+    assert got["max_in_flight"][SOURCE]["rds"] == {"ours": 0, "all": 0}  # same Region: no quota
+    assert got["copies_started"]["rds"] == {"ours": 1, "all": 2}
