@@ -400,6 +400,9 @@ def measure_run(stack: ScaleStack, state: dict[str, Any], params: ScaleParams) -
             "our_copies": pending,
             "all_copies": aws["pending"]["all_copies"]["union_seconds"],
             "source_snapshots": aws["pending"]["snapshots"]["union_seconds"],
+            # Stretches with a copy of the run pending; between two, none was (the copy step
+            # had not started the next ones yet).
+            "our_copies_stretches": len(aws["pending"]["our_copies"]["intervals"]),
         },
         "overhead_seconds": round(wall - pending, 3),
         "scheduling_gap_seconds": round(wall - busy, 3),

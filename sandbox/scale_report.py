@@ -40,7 +40,8 @@ def render(result: dict[str, Any]) -> str:
         f"{run['not_protected']:,} not protected",
         f"Wall time        {_seconds(result['wall_seconds'])}",
         f"AWS pending      {_seconds(pending['our_copies'])} with at least one DR copy of the "
-        f"run pending (source snapshots: {_seconds(pending['source_snapshots'])})",
+        f"run pending, in {pending.get('our_copies_stretches', '?')} stretch(es) "
+        f"(source snapshots: {_seconds(pending['source_snapshots'])})",
         f"SecureDR overhead {_seconds(result['overhead_seconds'])} (wall time minus AWS pending)",
         f"Scheduling gaps  {_seconds(result['scheduling_gap_seconds'])} with no task running",
         "",

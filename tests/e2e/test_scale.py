@@ -92,6 +92,7 @@ def test_every_figure_is_measured(small_scale):
     assert figures["run"]["verified"] == 100
     assert figures["resources"] == {"total": 100, "ebs": 90, "rds": 10}
     assert figures["wall_seconds"] > figures["aws_pending_seconds"]["our_copies"] > 0
+    assert figures["aws_pending_seconds"]["our_copies_stretches"] >= 1
     assert figures["overhead_seconds"] == pytest.approx(
         figures["wall_seconds"] - figures["aws_pending_seconds"]["our_copies"], abs=0.01
     )
