@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export SECUREDR_HOME ?= $(CURDIR)/.securedr
 
-.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench audit-verify clean
+.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale audit-verify clean
 
 # The virtualenv, rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -70,3 +70,14 @@ bench: setup
 	@command -v age >/dev/null && command -v restic >/dev/null && test -x /usr/bin/time || \
 	  { apt-get update -qq && apt-get install -y -qq age restic time; }
 	$(PY) bench/bench_envelope.py --sizes 1G,4G
+
+# dr_nightly_backup over a large estate on the embedded stack, measured (README "Performance at
+# scale"). Not part of `make test`; tests/e2e/test_scale.py runs a small one. The figures go to
+# $(SECUREDR_HOME)/scale.json unless SCALE_OUT names another file.
+EBS ?= 1000
+RDS ?= 100
+COPY_SECONDS ?= 20
+SNAPSHOT_SECONDS ?= 5
+scale: setup
+	$(PY) -m sandbox.scale --ebs $(EBS) --rds $(RDS) --copy-seconds $(COPY_SECONDS) \
+	  --snapshot-seconds $(SNAPSHOT_SECONDS) $(if $(SCALE_OUT),--output $(SCALE_OUT))

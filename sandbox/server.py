@@ -19,6 +19,7 @@ from pathlib import Path
 from moto.server import ThreadedMotoServer
 
 from sandbox import moto_ext, realism
+from sandbox.realism import metrics
 
 
 def free_port() -> int:
@@ -43,6 +44,7 @@ def start(port: int | None = None, host: str = "127.0.0.1") -> tuple[ThreadedMot
     """Start moto in this process (loopback unless told otherwise); return it and its URL."""
     moto_ext.install()
     realism.install()
+    metrics.install_endpoint()  # GET /moto-api/securedr/metrics while section metrics is on
     realism.configure_from_env()  # $SECUREDR_SANDBOX_REALISM: a profile name, off, or JSON
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     port = port or free_port()

@@ -107,6 +107,19 @@ def behaviour(
     _BEHAVIOURS[name] = Behaviour(name, before, after)
 
 
+_OBSERVERS: dict[str, Callable[[Call, TYPE_RESPONSE], None]] = {}
+
+
+def observer(name: str, fn: Callable[[Call, TYPE_RESPONSE], None]) -> None:
+    """Have ``fn(call, result)`` see every request while section ``name`` is on (idempotent).
+
+    Unlike a behaviour's hooks, an observer sees each request exactly once with the answer it
+    finally got: also when a ``before`` hook answered with an AWS error, and after every
+    ``after`` hook. It must not change the answer.
+    """
+    _OBSERVERS[name] = fn
+
+
 def configure(name: str, **params: Any) -> None:
     """Switch section ``name`` on with ``params`` (replacing earlier parameters)."""
     with _LOCK:
@@ -212,6 +225,12 @@ def _run_after(call: Call, result: TYPE_RESPONSE) -> TYPE_RESPONSE:
     return result
 
 
+def _observe(call: Call, result: TYPE_RESPONSE) -> None:
+    for name, fn in list(_OBSERVERS.items()):
+        if name in _CONFIG:
+            fn(call, result)
+
+
 def error_response(responder: Any, error: AWSError) -> TYPE_RESPONSE:
     """Serialise ``error`` in the protocol of the service ``responder`` answers for."""
     import warnings
@@ -257,6 +276,7 @@ __all__ = [
     "error_response",
     "install",
     "now",
+    "observer",
     "on_reset",
     "reset",
     "section",

@@ -3,7 +3,8 @@
 Query and JSON services (EC2, RDS, STS, KMS...) go through ``BaseResponse.call_action``; S3 goes
 through ``S3Response.bucket_response`` / ``key_response``. Both wrappers build a :class:`Call`,
 run the configured behaviours' ``before`` hooks (which may answer with an AWS error instead of
-calling moto) and then their ``after`` hooks (which may rewrite moto's answer).
+calling moto) and then their ``after`` hooks (which may rewrite moto's answer); observers then
+see the request with its final answer.
 """
 
 from __future__ import annotations
@@ -49,9 +50,11 @@ def _call_action(self: BaseResponse) -> Any:
     try:
         realism._run_before(call)
     except realism.AWSError as error:
-        return realism.error_response(self, error)
-    result = _ORIGINAL["call_action"](self)
-    return realism._run_after(call, result)
+        result = realism.error_response(self, error)
+    else:
+        result = realism._run_after(call, _ORIGINAL["call_action"](self))
+    realism._observe(call, result)
+    return result
 
 
 def _s3_action(method: str, request: Any, full_url: str, is_key: bool) -> str:
@@ -96,9 +99,11 @@ def _wrap_s3(name: str, is_key: bool) -> Any:
         try:
             realism._run_before(call)
         except realism.AWSError as error:
-            return realism.error_response(self, error)
-        result = _ORIGINAL[name](self, request, full_url, headers)
-        return realism._run_after(call, result)
+            result = realism.error_response(self, error)
+        else:
+            result = realism._run_after(call, _ORIGINAL[name](self, request, full_url, headers))
+        realism._observe(call, result)
+        return result
 
     wrapper.__name__ = wrapper.__qualname__ = name  # moto's dispatch looks methods up by name
     return wrapper
