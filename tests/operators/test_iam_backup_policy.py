@@ -343,10 +343,15 @@ def test_an_upload_that_fails_half_way_is_aborted_with_an_allowed_call(estate, p
     import io
 
     class Failing(io.RawIOBase):
-        """Six MiB of data, then a read error: the first part is uploaded, then it fails."""
+        """16 MiB of data, then a read error: the first part is uploaded, then it fails.
+
+        The envelope pipeline holds at most 7 chunks (1 MiB each) between reading and writing,
+        so by the time the read fails at least 9 MiB have been written: the 5 MiB first part
+        is uploaded whatever the threads' timing.
+        """
 
         def __init__(self) -> None:
-            self.left = 6 << 20
+            self.left = 16 << 20
 
         def readable(self) -> bool:
             return True
