@@ -207,14 +207,15 @@ def make_backup(
             )
             copy_tags = tags("ebs", volume, region, ROLE_DR_COPY)
             copy_tags[TAG_SOURCE_SNAPSHOT] = snap["SnapshotId"]
-            copy_id = ebs.copy_snapshot(
-                boto3.client("ec2", region_name=dr),
-                source_region=region,
-                snapshot_id=snap["SnapshotId"],
-                kms_key_arn=dr_key,
-                tags=copy_tags,
-                description="test DR copy",
-            )
+            copy_id = boto3.client("ec2", region_name=dr).copy_snapshot(
+                **ebs.copy_request(
+                    source_region=region,
+                    snapshot_id=snap["SnapshotId"],
+                    kms_key_arn=dr_key,
+                    tags=copy_tags,
+                    description="test DR copy",
+                )
+            )["SnapshotId"]
             points.append(
                 RecoveryPoint(
                     kind="ebs",
@@ -239,14 +240,15 @@ def make_backup(
             snap = rds.create_snapshot(
                 src, db, identifier, tags("rds", db, region, ROLE_RECOVERY_POINT)
             )
-            copy = rds.copy_snapshot(
-                boto3.client("rds", region_name=dr),
-                source_region=region,
-                source_arn=snap["DBSnapshotArn"],
-                target_identifier=identifier,
-                kms_key_arn=dr_key,
-                tags=tags("rds", db, region, ROLE_DR_COPY),
-            )
+            copy = boto3.client("rds", region_name=dr).copy_db_snapshot(
+                **rds.copy_request(
+                    source_region=region,
+                    source_arn=snap["DBSnapshotArn"],
+                    target_identifier=identifier,
+                    kms_key_arn=dr_key,
+                    tags=tags("rds", db, region, ROLE_DR_COPY),
+                )
+            )["DBSnapshot"]
             points.append(
                 RecoveryPoint(
                     kind="rds",

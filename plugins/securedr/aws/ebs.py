@@ -129,28 +129,6 @@ def copy_request(
     }
 
 
-def copy_snapshot(
-    ec2_destination: Any,
-    *,
-    source_region: str,
-    snapshot_id: str,
-    kms_key_arn: str,
-    tags: dict[str, str],
-    description: str,
-) -> str:
-    """Start a copy into the client's Region, always encrypted under ``kms_key_arn``."""
-    response = ec2_destination.copy_snapshot(
-        **copy_request(
-            source_region=source_region,
-            snapshot_id=snapshot_id,
-            kms_key_arn=kms_key_arn,
-            tags=tags,
-            description=description,
-        )
-    )
-    return str(response["SnapshotId"])
-
-
 def sharing(ec2: Any, snapshot_id: str) -> list[dict[str, str]]:
     """Who may create volumes from the snapshot (``[]`` means nobody but the owner)."""
     response = ec2.describe_snapshot_attribute(

@@ -124,7 +124,8 @@ def copy_request(
     tags: dict[str, str],
     option_group: str | None = None,
 ) -> dict[str, Any]:
-    """Start a cross-Region copy encrypted under ``kms_key_arn`` (boto3 presigns the source URL).
+    """CopyDBSnapshot's parameters: a cross-Region copy encrypted under ``kms_key_arn`` (with
+    ``SourceRegion`` set, botocore and aiobotocore presign the source URL).
 
     ``option_group`` is the DR Region's option group for the copy. AWS: "Specify this option if
     you are copying a snapshot from one AWS Region to another, and your DB instance uses a
@@ -143,28 +144,6 @@ def copy_request(
     if option_group:
         request["OptionGroupName"] = option_group
     return request
-
-
-def copy_snapshot(
-    rds_destination: Any,
-    *,
-    source_region: str,
-    source_arn: str,
-    target_identifier: str,
-    kms_key_arn: str,
-    tags: dict[str, str],
-    option_group: str | None = None,
-) -> dict[str, Any]:
-    """Start a cross-Region copy (see :func:`copy_request`); boto3 presigns the source URL."""
-    request = copy_request(
-        source_region=source_region,
-        source_arn=source_arn,
-        target_identifier=target_identifier,
-        kms_key_arn=kms_key_arn,
-        tags=tags,
-        option_group=option_group,
-    )
-    return rds_destination.copy_db_snapshot(**request)["DBSnapshot"]
 
 
 def sharing(rds: Any, identifier: str) -> list[str]:

@@ -14,6 +14,7 @@ from securedr.aws import rds
 from securedr.aws.copy_loop import RESULT_FIELDS, CopyLoop
 from securedr.aws.snapshots import grace_deadlines, ref_key, statuses
 from securedr.core.copy_slots import CopySlots
+from securedr.core.copy_window import copy_slots
 from securedr.core.model import (
     ROLE_DR_COPY,
     TAG_SOURCE_SNAPSHOT,
@@ -85,7 +86,8 @@ class CopyToDrRegionOperator(SecureDrOperator):
                 limit=waits.max_copies_in_flight,
                 quota_wait_seconds=waits.quota_wait_seconds,
                 kinds={p.label: p.kind for p in todo},
-                kind_limits={"rds": plan.rds.concurrent_copy_quota},
+                # The same slots pre-flight's copy-window estimate counts with.
+                kind_limits=copy_slots(waits.max_copies_in_flight, plan.rds.concurrent_copy_quota),
             ),
             deadline=time.time() + waits.copy_timeout_minutes * 60,
             poll_seconds=waits.poll_seconds,
