@@ -493,6 +493,113 @@ def _recovery_key_text(value: str, base_dir: Path) -> str:
     return text
 
 
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+KEY_ARN_RE = re.compile(
+    rf"^arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{{12}}):key/{_KEY_ID}$"
+)
+
+
+def _role_account(arn: str | None) -> str | None:
+    match = re.match(r"^arn:aws[a-z-]*:iam::(\d{12}):role/", arn or "")
+    return match[1] if match else None
+
+
+class VaultLock(_Model):
+    """The EBS snapshot lock every vault copy gets, in compliance mode.
+
+    Limits from https://docs.aws.amazon.com/ebs/latest/userguide/snapshot-lock-concepts.html:
+    a cooling-off period of 1-72 hours (during which the lock may still be changed, after which
+    nobody can unlock or shorten it) and a duration of 1-36,500 days.
+    """
+
+    cool_off_hours: int = Field(default=24, ge=1, le=72)
+    duration_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36500,
+        description="how long a vault copy stays locked; default retention.keep_days + 1, and "
+        "never less than retention.keep_days",
+    )
+
+    def duration_days_for(self, retention: Retention) -> int:
+        """The lock duration in days: the plan's, or one day beyond the retention period."""
+        return self.duration_days if self.duration_days is not None else retention.keep_days + 1
+
+
+class VaultRecovery(_Model):
+    """Who restores from the vault when the workload account is lost.
+
+    The role lives in the account restores land in (the vault account or a third one) and must
+    not trust the workload account: anyone holding the workload's credentials holds what it
+    trusts.
+    """
+
+    role_arn: str
+    external_id_variable: str = "securedr_vault_recovery_external_id"
+    aws_conn_id: str = Field(
+        default="aws_vault_recovery",
+        description="Airflow connection whose principal assumes the recovery role (not the "
+        "workload's connection)",
+    )
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not ROLE_ARN_RE.match(value):
+            raise ValueError(
+                "expected an IAM role ARN like "
+                f"'arn:aws:iam::222222222222:role/securedr-vault-recovery', found {_show(value)}"
+            )
+        return value
+
+
+class Vault(_Model):
+    """A logically air-gapped vault in another account (README "A DR vault in another account").
+
+    With a vault, every nightly DR copy ends up owned by ``account_id``, re-encrypted under the
+    vault's key in the DR Region and locked; the workload account only ever holds the right to
+    assume ``role_arn``, which may bring copies in and nothing else.
+    """
+
+    account_id: str
+    role_arn: str
+    external_id_variable: str = "securedr_vault_external_id"
+    kms_keys: dict[str, str] = Field(min_length=1)
+    evidence_bucket: str
+    evidence_prefix: str = "securedr"
+    lock: VaultLock = Field(default_factory=VaultLock)
+    recovery: VaultRecovery
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not ACCOUNT_ID_RE.match(value):
+            raise ValueError(
+                f"expected a 12-digit AWS account id in quotes, like '222222222222', found "
+                f"{_show(value)}"
+            )
+        return value
+
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str) -> str:
+        if not ROLE_ARN_RE.match(value):
+            raise ValueError(
+                "expected an IAM role ARN like "
+                f"'arn:aws:iam::222222222222:role/securedr-vault-intake', found {_show(value)}"
+            )
+        return value
+
+    @field_validator("evidence_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        return EvidenceBucket._name(value)
+
+    def kms_key(self, region: str) -> str:
+        """The vault's key ARN in ``region``."""
+        return self.kms_keys[region]
+
+
 class Plan(_Model):
     """A validated DR plan. Instances are immutable."""
 
@@ -511,6 +618,7 @@ class Plan(_Model):
     restore: RestoreTarget = Field(default_factory=RestoreTarget)
     notifications: Notifications = Field(default_factory=Notifications)
     file_sets: FileSets | None = None
+    vault: Vault | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -886,6 +994,7 @@ def _rule_problems(data: Any) -> list[tuple[str, str]]:
             )
 
     problems += _file_set_problems(data)
+    problems += _vault_problems(data)
     return problems
 
 
@@ -936,5 +1045,101 @@ def _file_set_problems(data: Any) -> list[tuple[str, str]]:
     if twice:
         problems.append(
             ("file_sets.sets", f"file set name(s) used more than once: {', '.join(twice)}")
+        )
+    return problems
+
+
+def _vault_problems(data: Any) -> list[tuple[str, str]]:
+    """The vault must be another account, with full key ARNs of its own in the DR Region."""
+    vault = _get(data, "vault")
+    if not isinstance(vault, Mapping):
+        return []
+    problems: list[tuple[str, str]] = []
+    account = _str(_get(vault, "account_id"))
+    account = account if account and ACCOUNT_ID_RE.match(account) else None
+    dr = _str(_get(data, "regions", "dr"))
+    workload = _role_account(_str(_get(data, "restore", "role_arn")))
+    if account and workload == account:
+        problems.append(
+            (
+                "vault.account_id",
+                f"{account} is the workload account (restore.role_arn is in it); a vault must "
+                "be a separate account that the workload's administrators cannot reach",
+            )
+        )
+    intake = _role_account(_str(_get(vault, "role_arn")))
+    if account and intake and intake != account:
+        problems.append(
+            (
+                "vault.role_arn",
+                f"the role is in account {intake}, not in the vault account {account}; name "
+                "the intake role SecureDR assumes in the vault",
+            )
+        )
+    recovery = _role_account(_str(_get(vault, "recovery", "role_arn")))
+    if recovery and workload and recovery == workload:
+        problems.append(
+            (
+                "vault.recovery.role_arn",
+                f"the recovery role is in the workload account {workload}; restores from the "
+                "vault must run from the vault account or a third account, which survive the "
+                "loss of the workload account",
+            )
+        )
+    keys = _get(vault, "kms_keys")
+    if isinstance(keys, Mapping):
+        for region, key in keys.items():
+            if not isinstance(key, str) or not key.strip():
+                continue
+            match = KEY_ARN_RE.match(key.strip())
+            path = f"vault.kms_keys.{region}"
+            if match is None:
+                # Aliases and bare key ids name a key in the caller's own account; a copy made
+                # in the vault names the vault's key by ARN.
+                problems.append(
+                    (
+                        path,
+                        "expected the full ARN of a key in the vault account "
+                        "('arn:aws:kms:<region>:<vault account>:key/<key id>'), found "
+                        + _show(key),
+                    )
+                )
+            elif match["region"] != region:
+                problems.append((path, f"the key ARN is in Region {match['region']}, not {region}"))
+            elif account and match["account"] != account:
+                problems.append(
+                    (
+                        path,
+                        f"the key belongs to account {match['account']}, not the vault "
+                        f"account {account}; vault copies are encrypted under the vault's own key",
+                    )
+                )
+        if dr and REGION_RE.match(dr) and dr not in keys:
+            problems.append(
+                (
+                    "vault.kms_keys",
+                    f"vault.kms_keys has no key for the DR Region {dr}; the vault copies live "
+                    "there",
+                )
+            )
+    bucket = _str(_get(vault, "evidence_bucket"))
+    if bucket and bucket == _str(_get(data, "evidence_bucket", "name")):
+        problems.append(
+            (
+                "vault.evidence_bucket",
+                "is the workload's evidence bucket; the vault keeps its evidence in a bucket "
+                "of the vault account",
+            )
+        )
+    days = _get(vault, "lock", "duration_days")
+    keep = _get(data, "retention", "keep_days")
+    numbers = isinstance(days, int) and isinstance(keep, int) and not isinstance(days, bool)
+    if numbers and days < keep:
+        problems.append(
+            (
+                "vault.lock.duration_days",
+                f"{days} days is shorter than retention.keep_days ({keep}); a vault copy "
+                "must stay locked at least as long as it is kept",
+            )
         )
     return problems
