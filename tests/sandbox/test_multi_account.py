@@ -526,3 +526,22 @@ def test_sandbox_key_id_tag_fixes_the_key_id(aws):
     assert kms.list_resource_tags(KeyId=wanted)["Tags"] == [{"TagKey": "team", "TagValue": "dr"}]
     ciphertext = kms.encrypt(KeyId=key["Arn"], Plaintext=b"x")["CiphertextBlob"]
     assert kms.decrypt(CiphertextBlob=ciphertext)["Plaintext"] == b"x"
+
+
+def test_a_failed_copy_cannot_be_locked_and_loses_a_lock_taken_while_pending(aws):
+    dr_key = _workload_key(_client("kms"), vault_may_use=False)
+    shared = _shared_dr_copy(_client("ec2"), dr_key)
+    vault = _client("ec2", VAULT)
+    realism.configure("timing", copy_seconds=600)
+    copy_id = vault.copy_snapshot(SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=_vault_key())[
+        "SnapshotId"
+    ]
+    vault.lock_snapshot(SnapshotId=copy_id, LockMode="compliance", CoolOffPeriod=1, LockDuration=1)
+    assert [s["SnapshotId"] for s in vault.describe_locked_snapshots()["Snapshots"]] == [copy_id]
+    realism.advance(600)
+    # "If the snapshot creation fails for any reason, the lock is canceled."
+    assert vault.describe_locked_snapshots()["Snapshots"] == []
+    with pytest.raises(ClientError) as exc:
+        vault.lock_snapshot(SnapshotId=copy_id, LockMode="compliance", LockDuration=1)
+    assert _error(exc)[0] == "IncorrectState"
+    vault.delete_snapshot(SnapshotId=copy_id)  # a failed copy can be cleaned up
