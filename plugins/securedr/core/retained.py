@@ -28,6 +28,10 @@ class RetainedCopy:
     dr_created_at: datetime | None
     run_id: str
     manifest_key: str
+    #: The manifest lists a verified vault copy of this point: the DR copy was the workload's
+    #: intermediate and is released (deleted) once the vault holds the point, so its absence
+    #: is expected.
+    vaulted: bool = False
 
     @property
     def label(self) -> str:
@@ -112,6 +116,7 @@ def retained_copies(
                 dr_created_at=created,
                 run_id=str(payload.get("run_id")),
                 manifest_key=key,
+                vaulted=bool((p.get("vault") or {}).get("verified")),
             )
             (within if created is None or now - created <= limit else older).append(copy)
     return within, older

@@ -188,8 +188,9 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
         gone = 0
         for copy in copies:
             snapshot = found[copy.kind].get(copy.dr_snapshot_id)
-            if snapshot is None and id(copy) not in young:
-                gone += 1  # expired and deleted by retention
+            if snapshot is None and (id(copy) not in young or copy.vaulted):
+                # Expired and deleted by retention, or an intermediate released to the vault.
+                gone += 1
                 continue
             checked += 1
             age = age_text(copy.dr_created_at, now)
