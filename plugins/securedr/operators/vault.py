@@ -172,6 +172,9 @@ class CopyToVaultOperator(VaultOperator):
         async with self.clients.async_clients() as workload, clients.async_clients() as vault:
             await loop.reconcile(vault)
             await loop.step(workload, vault)
+            if not loop.finished:
+                # Copies that completed at once (small ones) are locked here, without deferring.
+                await loop.step(workload, vault)
 
     def _result(self, event: dict[str, Any]) -> dict[str, Any]:
         self.log.info("Vault copies: %s.", event.get("summary"))
