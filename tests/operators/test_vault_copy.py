@@ -55,6 +55,7 @@ WATCHED = {
     "ModifyDBSnapshotAttribute",
     "CopyDBSnapshot",
     "DeleteDBSnapshot",
+    "AssumeRole",
 }
 
 
@@ -296,6 +297,16 @@ def test_handshake_shares_copies_locks_verifies_and_only_then_releases(vault_pla
     rds_delete = recorder.index("DeleteDBSnapshot")
     assert rds_copy < rds_delete and recorder.calls[rds_delete]["account"] == WORKLOAD
     assert not workload_dr_copy_exists("rds", rds_dr)
+
+    # Everything in the vault ran under the intake role, in a session named after the run.
+    from securedr.core.manifest import run_token
+
+    roles = recorder.ok("AssumeRole")
+    assert roles and {c["params"]["RoleArn"] for c in roles} == {plan.vault.role_arn}
+    assert {c["params"]["RoleSessionName"] for c in roles} == {
+        "securedr-vault-" + run_token(ctx["run_id"])
+    }
+    assert all(c["params"].get("ExternalId") for c in roles)
 
     # The vault holds both, private, under its CMK; the EBS one locked in compliance mode.
     vault_ebs = next(s for s in vault_snapshots() if s["SnapshotId"] == vault_id)
