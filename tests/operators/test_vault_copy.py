@@ -472,6 +472,8 @@ def test_workload_retention_and_reverify_cope_with_released_intermediates(vault_
     )
     assert retained["problems"] == [], retained["problems"]
     assert retained["expired_and_gone"] == 3
+    # ...while their vault copies are re-checked from the vault account.
+    assert retained["vault_checked"] == 3
     outcome = ApplyRetentionOperator(task_id="retention", plan_path=vault_plan).execute(tomorrow)
     assert outcome["retention_refusals"] == []
     # Workload retention never reaches into the vault account.
@@ -493,3 +495,27 @@ def test_without_a_vault_the_steps_do_nothing(estate, ctx, capsys):
     )
     assert recorder.everything == []  # not one AWS call
     assert capsys.readouterr().out.count("no vault section: nothing to do") == 3
+
+
+def test_earlier_nights_vault_copies_are_re_checked_from_the_vault(vault_plan, ctx):
+    verifications = verified_dr_copies(ctx, vault_plan)
+    copies = to_vault(ctx, vault_plan, verifications)
+    result = verify_vault(ctx, vault_plan, verifications, copies)
+    manifest = sign(ctx, vault_plan, verifications, result)
+    release(ctx, vault_plan, verifications, result, manifest)
+    # Later, someone in the vault account shares a vault copy with an outside account.
+    vault_id = next(e["snapshot_id"] for e in result["points"].values() if e["kind"] == "ebs")
+    vault_session().client("ec2", region_name=DR).modify_snapshot_attribute(
+        SnapshotId=vault_id,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=["111122223333"],
+    )
+    tomorrow = task_context(run_id="scheduled__2026-11-27T02:00:00+00:00")
+    retained = ReverifyRetainedCopiesOperator(task_id="reverify", plan_path=vault_plan).execute(
+        tomorrow
+    )
+    (problem,) = retained["problems"]
+    assert problem["copy"] == f"vault {VAULT}/{DR}/{vault_id}"
+    assert any("shared with 111122223333" in p for p in problem["problems"])
+    assert any(vault_id in i and "111122223333" in i for i in retained["incidents"])

@@ -32,6 +32,8 @@ class RetainedCopy:
     #: intermediate and is released (deleted) once the vault holds the point, so its absence
     #: is expected.
     vaulted: bool = False
+    #: The point's signed ``vault`` entry (None without a vault).
+    vault: Mapping[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -117,6 +119,7 @@ def retained_copies(
                 run_id=str(payload.get("run_id")),
                 manifest_key=key,
                 vaulted=bool((p.get("vault") or {}).get("verified")),
+                vault=dict(p["vault"]) if isinstance(p.get("vault"), Mapping) else None,
             )
             (within if created is None or now - created <= limit else older).append(copy)
     return within, older
