@@ -260,3 +260,6 @@ def test_report_fails_on_a_point_not_protected_in_the_vault():
     ok = nightly_report(**common, vault={**vault, "points": {ebs.label: good}})
     assert ok["succeeded"] and ok["recovery_points"][0]["in_vault"]
     assert nightly_report(**common)["succeeded"]  # no vault: unchanged
+    manifest = {"url": "s3://w/m.json", "key_id": "k", "vault_url": "s3://v/m.json"}
+    text = render_nightly_text(nightly_report(**{**common, "manifest": manifest}, vault=vault))
+    assert "Manifest in the vault: s3://v/m.json (COMPLIANCE)" in text

@@ -298,6 +298,8 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     manifest = report.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")
+        if manifest.get("vault_url"):
+            lines.append(f"Manifest in the vault: {manifest['vault_url']} (COMPLIANCE)")
     window = report.get("copy_window")
     if window:
         verdict = {True: "fits", False: "DOES NOT FIT", None: "unknown"}[window.get("fits")]
