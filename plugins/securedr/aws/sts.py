@@ -248,15 +248,21 @@ def _session_with(credentials: RefreshableCredentials) -> botocore.session.Sessi
     return session
 
 
-def check_role_settings(role_arn: str | None, external_id: str | None, variable: str) -> None:
+def check_role_settings(
+    role_arn: str | None,
+    external_id: str | None,
+    variable: str,
+    *,
+    setting: str = "restore.role_arn",
+) -> None:
     """Refuse missing or malformed settings before calling STS (messages name the fix)."""
     if not role_arn:
         raise RestoreRoleError(
-            "restore.role_arn is not set in the plan; restores run only under the dedicated "
-            "restore role (see include/iam/securedr-restore-policy.json and docs/restore.md)"
+            f"{setting} is not set in the plan; restores run only under their dedicated "
+            "role (see include/iam/ and docs/restore.md)"
         )
     if not _ROLE_ARN_RE.match(role_arn):
-        raise RestoreRoleError(f"restore.role_arn {role_arn!r} is not an IAM role ARN")
+        raise RestoreRoleError(f"{setting} {role_arn!r} is not an IAM role ARN")
     if not external_id:
         raise RestoreRoleError(
             f"the Airflow Variable {variable!r} (the restore role's external id) is not set; "
@@ -277,13 +283,15 @@ def assume_role(
     external_id_variable: str,
     session: str,
     duration_seconds: int = MAX_SESSION_SECONDS,
+    setting: str = "restore.role_arn",
 ) -> AssumedRoleClients:
     """Assume ``role_arn`` through ``sts`` (a client under the connection's identity).
 
     ``duration_seconds`` is clamped to [900, 3600]. Raises :class:`RestoreRoleError` naming the
-    role (never the external id or credentials) when STS refuses.
+    role (never the external id or credentials) when STS refuses. ``setting`` is the plan field
+    that names the role, for the messages.
     """
-    check_role_settings(role_arn, external_id, external_id_variable)
+    check_role_settings(role_arn, external_id, external_id_variable, setting=setting)
     assert role_arn is not None and external_id is not None
     duration = max(MIN_SESSION_SECONDS, min(MAX_SESSION_SECONDS, int(duration_seconds)))
     try:
@@ -298,8 +306,7 @@ def assume_role(
         if code:
             raise RestoreRoleError(
                 f"STS refused to assume {role_arn} ({code}); check the role's trust policy "
-                "(include/iam/securedr-restore-trust-policy.json) allows this Airflow identity "
-                "with this external id"
+                "(include/iam/) allows this Airflow identity with this external id"
             ) from None
         raise
 
@@ -332,8 +339,12 @@ def assume_restore_role(
     role_arn: str | None,
     external_id_variable: str,
     run_id: str,
+    setting: str = "restore.role_arn",
 ) -> AssumedRoleClients:
     """Assume the plan's restore role for ``run_id``, with the external id from its Variable.
+
+    ``aws_conn_id`` is the connection whose identity calls STS: the workload's for a restore
+    from the workload account, ``vault.recovery.aws_conn_id`` for one from the vault.
 
     The external id is registered with Airflow's secrets masker before use, so it cannot leak
     into task logs. Callable from tasks and (through ``sync_to_async``) from triggers.
@@ -353,4 +364,5 @@ def assume_restore_role(
         external_id=external_id,
         external_id_variable=external_id_variable,
         session=session_name(run_id),
+        setting=setting,
     )
