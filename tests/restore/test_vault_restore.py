@@ -9,8 +9,6 @@ through the harness (tests/restore/conftest.py), under the vault recovery role.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import boto3
 import pytest
@@ -25,34 +23,10 @@ from tests.restore.vault import (
     lose_the_workload_account,
     make_vault_copy,
     recovery_sessions,
-    seed_vault,
     vault_manifest,
-    write_vault_plan,
 )
 
 VAULT = {"source": "vault"}
-
-
-@pytest.fixture
-def vault(restore_plan, monkeypatch):
-    """The vault account, and the test plan (``SECUREDR_PLAN``) with its vault section."""
-    from securedr.core.plan import load_plan
-
-    found = seed_vault(restore_plan, monkeypatch)
-    write_vault_plan(Path(os.environ["SECUREDR_PLAN"]), found)
-    found.plan = load_plan(os.environ["SECUREDR_PLAN"])  # type: ignore[attr-defined]
-    return found
-
-
-@pytest.fixture
-def vault_backup(vault, estate, signing_keys):
-    """A nightly's recovery points, their vault copies and the signed manifest in the vault."""
-    plan = vault.plan
-    backup = make_backup(plan, estate, signing_keys[0])
-    for point in backup.points:
-        make_vault_copy(vault, plan.name, point, backup.run_id)
-    backup.vault_document = vault_manifest(backup, vault, signing_keys[0], plan)
-    return backup
 
 
 def _vault_audit(vault) -> list:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 import yaml
 
 VAULT_ACCOUNT = "222222222222"
@@ -333,3 +334,27 @@ def aged(hours: float) -> datetime:
 
 def endpoint() -> str:
     return os.environ["AWS_ENDPOINT_URL"]
+
+
+@pytest.fixture
+def vault(restore_plan, monkeypatch):
+    """The vault account, and the test plan (``SECUREDR_PLAN``) with its vault section."""
+    from securedr.core.plan import load_plan
+
+    found = seed_vault(restore_plan, monkeypatch)
+    write_vault_plan(Path(os.environ["SECUREDR_PLAN"]), found)
+    found.plan = load_plan(os.environ["SECUREDR_PLAN"])  # type: ignore[attr-defined]
+    return found
+
+
+@pytest.fixture
+def vault_backup(vault, estate, signing_keys):
+    """A nightly's recovery points, their vault copies and the signed manifest in the vault."""
+    from tests.restore.conftest import make_backup
+
+    plan = vault.plan
+    backup = make_backup(plan, estate, signing_keys[0])
+    for point in backup.points:
+        make_vault_copy(vault, plan.name, point, backup.run_id)
+    backup.vault_document = vault_manifest(backup, vault, signing_keys[0], plan)
+    return backup
