@@ -290,8 +290,8 @@ def check_role_settings(
         if setting != "restore.role_arn":
             raise RestoreRoleError(f"{setting} is not set in the plan")
         raise RestoreRoleError(
-            "restore.role_arn is not set in the plan; restores run only under the dedicated "
-            "restore role (see include/iam/securedr-restore-policy.json and docs/restore.md)"
+            f"{setting} is not set in the plan; restores run only under their dedicated "
+            "role (see include/iam/ and docs/restore.md)"
         )
     if not _ROLE_ARN_RE.match(role_arn):
         raise RestoreRoleError(f"{setting} {role_arn!r} is not an IAM role ARN")
@@ -377,6 +377,9 @@ def assume_restore_role(
     trust_policy: str = "include/iam/securedr-restore-trust-policy.json",
 ) -> AssumedRoleClients:
     """Assume the plan's restore role for ``run_id``, with the external id from its Variable.
+
+    ``aws_conn_id`` is the connection whose identity calls STS: the workload's for a restore
+    from the workload account, ``vault.recovery.aws_conn_id`` for one from the vault.
 
     The external id is registered with Airflow's secrets masker before use, so it cannot leak
     into task logs. Callable from tasks and (through ``sync_to_async``) from triggers. The
