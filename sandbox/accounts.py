@@ -251,13 +251,19 @@ def _ensure_vault_bucket(s3: Any, name: str, region: str, key_arn: str, days: in
         )
     # Object Lock needs versioning (it is switched on with the lock); said explicitly anyway.
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object_lock_configuration(
-        Bucket=name,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}},
-        },
+    wanted = {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}},
+    }
+    current = s3.get_object_lock_configuration(Bucket=name).get("ObjectLockConfiguration", {})
+    retention = (current.get("Rule") or {}).get("DefaultRetention") or {}
+    same = (retention.get("Mode"), retention.get("Days"), retention.get("Years") or 0) == (
+        "COMPLIANCE",
+        days,
+        0,
     )
+    if not same:  # moto refuses any change once the bucket holds objects
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
     s3.put_bucket_encryption(
         Bucket=name,
         ServerSideEncryptionConfiguration={
