@@ -126,7 +126,8 @@ def test_seed_vault_builds_the_vault_in_the_vault_account(aws, vault_plan):
     assert accounts.SANDBOX_EXTERNAL_ID in json.dumps(intake_trust)
     for name in (accounts.RETENTION_ROLE, accounts.RECOVERY_ROLE):
         trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
-        assert WORKLOAD not in json.dumps(trust)  # the workload never assumes these
+        principals = json.dumps([s["Principal"] for s in trust["Statement"]])
+        assert WORKLOAD not in principals  # the workload never assumes these
 
     key = _client("kms", VAULT).describe_key(KeyId=first["kms_keys"][DR])["KeyMetadata"]
     assert key["KeyManager"] == "CUSTOMER" and key["Enabled"]
@@ -148,8 +149,12 @@ def test_seed_vault_builds_the_vault_in_the_vault_account(aws, vault_plan):
         ]
     )
     sids = [s.get("Sid") for s in policy["Statement"]]
-    assert sids.count(accounts.DR_KEY_VAULT_SID) == 1  # refreshed, not duplicated
-    assert accounts.DR_KEY_VAULT_GRANT_SID in sids
+    # The shipped statement (include/iam/securedr-dr-key-vault-statement.json), once.
+    assert sids.count("VaultIntakeCopiesSharedDrCopiesThroughEbsRds") == 1
+    assert "VaultIntakeGrantsOnlyToEbsAndRds" in sids
+    # The shipped vault bucket policy, rendered for the IAM evaluator (not put on the bucket).
+    sids = {s.get("Sid") for s in first["evidence_bucket_policy"]["Statement"]}
+    assert "IntakeWritesVaultEvidenceUnderItsPrefix" in sids
 
 
 def test_seed_vault_without_a_vault_section_uses_the_contract_defaults(aws, plan):
@@ -159,6 +164,11 @@ def test_seed_vault_without_a_vault_section_uses_the_contract_defaults(aws, plan
     assert seeded["evidence_bucket"] == f"securedr-vault-evidence-{VAULT}"
     assert seeded["kms_keys"][DR].startswith(f"arn:aws:kms:{DR}:{VAULT}:key/")
     assert accounts.seed_vault(plan, aws)["kms_keys"] == seeded["kms_keys"]
+
+
+def test_seed_vault_takes_a_vault_plan_as_it_is(aws, vault_plan):
+    with pytest.raises(ValueError, match="vault section"):
+        accounts.seed_vault(vault_plan, aws, account_id=accounts.THIRD_ACCOUNT)
 
 
 def test_seed_vault_refuses_a_key_arn_outside_the_vault_account(aws, plan):
@@ -183,6 +193,59 @@ def test_intake_role_can_be_assumed_from_the_workload_with_its_external_id(aws, 
         aws_session_token=creds["SessionToken"],
     ).get_caller_identity()
     assert identity["Account"] == VAULT
+
+
+def _intake(seeded: dict) -> dict[str, str]:
+    """Credentials of the intake role, assumed from the workload as the nightly does."""
+    answer = _client("sts").assume_role(
+        RoleArn=seeded["role_arn"],
+        RoleSessionName="securedr-vault",
+        ExternalId=seeded["external_id"],
+    )["Credentials"]
+    return {
+        "aws_access_key_id": answer["AccessKeyId"],
+        "aws_secret_access_key": answer["SecretAccessKey"],
+        "aws_session_token": answer["SessionToken"],
+    }
+
+
+def test_the_seeded_vault_lets_the_intake_role_copy_and_no_one_else(aws, vault_plan):
+    """The shipped DR key statement names the intake role, through EBS and RDS only."""
+    seeded = accounts.seed_vault(vault_plan, aws)
+    shared = _shared_dr_copy(_client("ec2"), seeded["workload_dr_key_arn"])
+    vault_key = seeded["kms_keys"][DR]
+    intake = boto3.client("ec2", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    copy_id = intake.copy_snapshot(SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key)[
+        "SnapshotId"
+    ]
+    admin = _client("ec2", VAULT)  # a vault administrator, not the intake role
+    other = admin.copy_snapshot(SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key)[
+        "SnapshotId"
+    ]
+    states = {
+        s["SnapshotId"]: s["State"]
+        for s in admin.describe_snapshots(SnapshotIds=[copy_id, other])["Snapshots"]
+    }
+    assert states == {copy_id: "completed", other: "error"}
+
+    arn = _shared_db_snapshot(seeded["workload_dr_key_arn"])
+    rds = boto3.client("rds", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    copy = rds.copy_db_snapshot(
+        SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="vault-copy", KmsKeyId=vault_key
+    )["DBSnapshot"]
+    assert copy["KmsKeyId"] == vault_key
+    with pytest.raises(ClientError) as exc:
+        _client("rds", VAULT).copy_db_snapshot(
+            SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="other", KmsKeyId=vault_key
+        )
+    assert _error(exc)[0] == "KMSKeyNotAccessibleFault"
+    # The intake role may describe the workload key (the shipped statement says so), not use it
+    # directly outside EBS and RDS.
+    kms = boto3.client("kms", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    assert kms.describe_key(KeyId=seeded["workload_dr_key_arn"])["KeyMetadata"]["Enabled"]
+    with pytest.raises(ClientError) as exc:
+        kms.generate_data_key(KeyId=seeded["workload_dr_key_arn"], KeySpec="AES_256")
+    assert _error(exc)[0] == "AccessDeniedException"
 
 
 # -- EBS -----------------------------------------------------------------------------------------
