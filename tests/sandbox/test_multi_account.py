@@ -609,3 +609,38 @@ def test_a_failed_copy_cannot_be_locked_and_loses_a_lock_taken_while_pending(aws
         vault.lock_snapshot(SnapshotId=copy_id, LockMode="compliance", LockDuration=1)
     assert _error(exc)[0] == "IncorrectState"
     vault.delete_snapshot(SnapshotId=copy_id)  # a failed copy can be cleaned up
+
+
+def test_vault_copies_restore_after_the_workload_lost_everything(aws):
+    """The compromise case: the workload deletes its volumes, DB and snapshots and disables its
+    key; the vault still restores from its own copies, under its own key."""
+    kms, ec2, rds = _client("kms"), _client("ec2"), _client("rds")
+    dr_key = _workload_key(kms, vault_may_use=True)
+    shared = _shared_dr_copy(ec2, dr_key)
+    db_arn = _shared_db_snapshot(dr_key)
+    vault_key = _vault_key()
+    vault_ec2, vault_rds = _client("ec2", VAULT), _client("rds", VAULT)
+    ebs_copy = vault_ec2.copy_snapshot(
+        SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key
+    )["SnapshotId"]
+    vault_rds.copy_db_snapshot(
+        SourceDBSnapshotIdentifier=db_arn, TargetDBSnapshotIdentifier="vault-db", KmsKeyId=vault_key
+    )
+
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]:
+        ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+    for volume in ec2.describe_volumes()["Volumes"]:
+        ec2.delete_volume(VolumeId=volume["VolumeId"])
+    rds.delete_db_snapshot(DBSnapshotIdentifier="orders-db-dr")
+    rds.delete_db_instance(DBInstanceIdentifier="orders-db", SkipFinalSnapshot=True)
+    kms.disable_key(KeyId=dr_key)
+    kms.schedule_key_deletion(KeyId=dr_key, PendingWindowInDays=7)
+
+    volume = vault_ec2.create_volume(AvailabilityZone=f"{DR}a", SnapshotId=ebs_copy)
+    assert volume["Encrypted"] is True  # (moto does not carry the snapshot's key to the volume)
+    restored = vault_rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="orders-db-restored", DBSnapshotIdentifier="vault-db"
+    )["DBInstance"]
+    assert restored["DBInstanceArn"].startswith(f"arn:aws:rds:{DR}:{VAULT}:db:")
+    assert restored["KmsKeyId"] == vault_key
+    assert rds.describe_db_instances()["DBInstances"] == []  # nothing came back to the workload
