@@ -414,9 +414,13 @@ def test_locks_are_per_account(aws):
 # -- RDS -----------------------------------------------------------------------------------------
 
 
-def _shared_db_snapshot(kms_key: str | None, *, share: bool = True) -> str:
+def _shared_db_snapshot(
+    kms_key: str | None, *, share: bool = True, encrypted_by_default: bool = False
+) -> str:
     rds = _client("rds")
-    kwargs = {"StorageEncrypted": True, "KmsKeyId": kms_key} if kms_key else {}
+    kwargs: dict = {"StorageEncrypted": True, "KmsKeyId": kms_key} if kms_key else {}
+    if encrypted_by_default:
+        kwargs = {"StorageEncrypted": True}  # under the account's aws/rds key
     rds.create_db_instance(
         DBInstanceIdentifier="orders-db",
         DBInstanceClass="db.t4g.micro",
@@ -644,3 +648,47 @@ def test_vault_copies_restore_after_the_workload_lost_everything(aws):
     assert restored["DBInstanceArn"].startswith(f"arn:aws:rds:{DR}:{VAULT}:db:")
     assert restored["KmsKeyId"] == vault_key
     assert rds.describe_db_instances()["DBInstances"] == []  # nothing came back to the workload
+
+
+def test_snapshots_under_the_owners_aws_managed_key_cannot_be_copied_by_another_account(aws):
+    """AWS managed keys (aws/ebs, aws/rds) cannot be shared, so neither can what they encrypt."""
+    ec2 = _client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{DR}a", Size=1, Encrypted=True)["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[VAULT],
+    )
+    vault = _client("ec2", VAULT)
+    copy_id = vault.copy_snapshot(
+        SourceSnapshotId=snapshot, SourceRegion=DR, KmsKeyId=_vault_key()
+    )["SnapshotId"]
+    (info,) = vault.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"]
+    assert (info["State"], info["StateMessage"]) == ("error", "Given key ID is not accessible")
+
+    arn = _shared_db_snapshot(None, encrypted_by_default=True)
+    with pytest.raises(ClientError) as exc:
+        _client("rds", VAULT).copy_db_snapshot(
+            SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="copy", KmsKeyId=_vault_key()
+        )
+    assert _error(exc)[0] == "KMSKeyNotAccessibleFault"
+
+
+def test_an_unencrypted_shared_snapshot_is_copied_encrypted_under_the_vault_key(aws):
+    ec2 = _client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{DR}a", Size=1)["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[VAULT],
+    )
+    vault, key = _client("ec2", VAULT), _vault_key()
+    copy_id = vault.copy_snapshot(
+        SourceSnapshotId=snapshot, SourceRegion=DR, Encrypted=True, KmsKeyId=key
+    )["SnapshotId"]
+    (info,) = vault.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"]
+    assert (info["State"], info["Encrypted"], info["KmsKeyId"]) == ("completed", True, key)
