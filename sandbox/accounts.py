@@ -35,6 +35,8 @@ VAULT_KEY_ALIAS = "alias/securedr-vault"
 #: External ids the sandbox's vault roles expect (Variables named by the plan's vault section).
 SANDBOX_EXTERNAL_ID = "securedr-sandbox-vault-intake"
 SANDBOX_RECOVERY_EXTERNAL_ID = "securedr-sandbox-vault-recovery"
+#: The vault-account role that may still change the vault's key and bucket (never SecureDR).
+BREAK_GLASS_ROLE = "securedr-vault-break-glass"
 #: Sid of the workload DR key's statement that lets the vault account copy shared snapshots.
 DR_KEY_VAULT_SID = "SecureDRVaultAccountCopiesSharedSnapshots"
 DR_KEY_VAULT_GRANT_SID = "SecureDRVaultAccountGrantsForSharedSnapshotCopies"
@@ -359,23 +361,23 @@ def seed_vault(
 ) -> dict[str, Any]:
     """Build ``plan``'s DR vault in the vault account; idempotent. Returns what it holds.
 
-        With a ``vault`` section, everything comes from the plan and the documents shipped in
-        ``include/iam`` (rendered by :func:`securedr.core.iam.vault_policy_values`, which refuses a
-        vault that the workload account could reach); ``account_id``, ``kms_keys``,
-        ``evidence_bucket`` and ``evidence_prefix`` are then refused. Without one, the contract's
-        defaults (vault account 222222222222, a new key per DR Region, bucket
-        ``securedr-vault-evidence-<account>``) and minimal stand-in documents are used.
+    With a ``vault`` section, everything comes from the plan and the documents shipped in
+    ``include/iam`` (rendered by :func:`securedr.core.iam.vault_policy_values`, which refuses a
+    vault that the workload account could reach); ``account_id``, ``kms_keys``,
+    ``evidence_bucket`` and ``evidence_prefix`` are then refused. Without one, the contract's
+    defaults (vault account 222222222222, a new key per DR Region, bucket
+    ``securedr-vault-evidence-<account>``) and minimal stand-in documents are used.
 
-        Built: in the vault account, the roles ``securedr-vault-intake`` (trusted by
-        ``workload_principal_arn``, default the workload account's root, with ``external_id``),
-        ``securedr-vault-retention`` (trusted by ``retention_principal_arn``, a vault-account
-        principal) and ``securedr-vault-recovery`` (trusted by ``recovery_principal_arn``, never the
-        workload); a customer managed key per DR Region (with the key id of the ARN the plan names)
-        under the vault key policy; the vault evidence bucket in the DR Region (versioned, Object
-        Lock with a COMPLIANCE default retention of ``plan.evidence_bucket.object_lock_days``, SSE-KMS
-        under the vault key, public access blocked; the vault bucket policy is returned, not applied:
-    see below). In the workload
-        account: the DR key's policy gains the vault statement.
+    Built in the vault account: the roles ``securedr-vault-intake`` (trusted by
+    ``workload_principal_arn``, default the workload account's root, with ``external_id``),
+    ``securedr-vault-retention`` (trusted by ``retention_principal_arn``, default the vault
+    account's root) and ``securedr-vault-recovery`` (trusted by ``recovery_principal_arn``,
+    default the vault's ``OrganizationAccountAccessRole``, never the workload); a customer
+    managed key per DR Region (with the key id of the ARN the plan names) under the vault key
+    policy; the vault evidence bucket in the DR Region (versioned, Object Lock with a COMPLIANCE
+    default retention of ``plan.evidence_bucket.object_lock_days``, SSE-KMS under the vault key,
+    public access blocked). The vault bucket policy is returned, not put on the bucket (see the
+    comment below). In the workload account: the DR key's policy gains the vault statement.
     """
     from sandbox.estate import ensure_key
     from securedr.core import iam as iam_docs
@@ -418,10 +420,13 @@ def seed_vault(
             dr_key_arn=dr_key_arn,
             airflow_principal_arn=workload_principal,
             external_id=external_id,
-            retention_principal_arn=retention_principal_arn or admin,
+            # Retention runs as the vault's own principal; one break-glass role of the vault
+            # may still change the vault's key and bucket.
+            retention_principal_arn=retention_principal_arn or f"arn:aws:iam::{account}:root",
             recovery_principal_arn=recovery_principal,
             recovery_external_id=recovery_external_id,
-            break_glass_principal_arn=break_glass_principal_arn or admin,
+            break_glass_principal_arn=break_glass_principal_arn
+            or f"arn:aws:iam::{account}:role/{BREAK_GLASS_ROLE}",
         )
         documents = {name: iam_docs.render_vault(name, values) for name in iam_docs.VAULT_TEMPLATES}
     else:
