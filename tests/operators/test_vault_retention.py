@@ -396,3 +396,58 @@ def test_the_dag_runs_under_the_vault_retention_connection_only():
     assert task.aws_conn_id == VAULT_RETENTION_CONN_ID != "aws_default"
     assert task.dry_run == "{{ params.dry_run }}"
     assert os.environ.get("AIRFLOW_CONN_AWS_VAULT_RETENTION") is None
+
+
+def test_every_call_of_a_vault_retention_run_is_allowed_by_the_shipped_retention_role(
+    vault, vault_plan
+):
+    """Resource level, judged with the vault's documents (identity policy, SCP, bucket policy):
+    the run needs nothing the retention role lacks."""
+    from sandbox.iam_judge import Principal, authorizations, judge, vault_world
+    from securedr.core import iam
+    from tests.iam_eval import recorded_requests
+
+    keep_days = vault_plan.retention.keep_days
+    copies = _history(vault, vault_plan, [1, 2, 3, keep_days + 3])
+    values = iam.vault_policy_values(
+        vault_plan,
+        workload_account_id="123456789012",
+        dr_key_arn=f"arn:aws:kms:{DR}:123456789012:key/dr",
+        airflow_principal_arn="arn:aws:iam::123456789012:role/securedr-airflow",
+        external_id="x",
+        retention_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-vault-operations",
+        recovery_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-recovery-operator",
+        recovery_external_id="y",
+        break_glass_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-break-glass",
+    )
+    world = vault_world(values, vault_snapshots=list(copies.values()))
+    tags = {"securedr:managed": "true", "securedr:plan": vault_plan.name}
+    with recorded_requests() as requests:
+        report = _run()
+    assert report["deleted"] == [copies[keep_days + 3]]
+    role = Principal(values["RetentionRoleArn"])
+    judged = set()
+    for request in requests:
+        if (request.service, request.operation) == ("sts", "GetCallerIdentity"):
+            # "No permissions are required to perform this operation."
+            # https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html
+            continue
+        for action, resource, context in authorizations(
+            request.service,
+            request.operation,
+            request.params,
+            region=request.region,
+            account=VAULT,
+            resource_tags=tags,
+        ):
+            decision = judge(
+                world, role, action, resource, {"aws:RequestedRegion": request.region, **context}
+            )
+            assert decision.allowed, (action, resource, decision.reason)
+            judged.add(action)
+    assert {
+        "ec2:DeleteSnapshot",
+        "ec2:DescribeLockedSnapshots",
+        "s3:GetObjectVersion",
+        "s3:ListBucketVersions",
+    } <= judged
