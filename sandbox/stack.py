@@ -701,13 +701,19 @@ def hitl_path(dag_id: str, run_id: str, task_id: str) -> str:
     return f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/-1/hitlDetails"
 
 
-def run_restore(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
-    """dr_restore as people run it: alice (initiator) triggers, bob (approver) approves."""
+def run_restore(
+    stack: Stack, state: dict[str, Any], extra_conf: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """dr_restore as people run it: alice (initiator) triggers, bob (approver) approves.
+
+    ``extra_conf``: more trigger-form fields (e.g. ``{"source": "vault"}``).
+    """
     passwords = stack.passwords()
     alice = AirflowApi(state["api_url"]).login("alice", passwords["alice"])
     conf = {
         "reason": "DR demo: restore last night's recovery points into the DR Region",
         "ticket": "DEMO-1",
+        **(extra_conf or {}),
         "mfa_code": stack.mfa_code("alice"),  # typed from alice's authenticator app
     }
     run_id = alice.trigger("dr_restore", conf)
@@ -759,10 +765,12 @@ def print_restore(result: dict[str, Any], stack: Stack) -> None:
     print(render_restore_text(result["report"]))
 
 
-def run_drill(stack: Stack, state: dict[str, Any]) -> dict[str, Any]:
+def run_drill(
+    stack: Stack, state: dict[str, Any], conf: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Trigger dr_recovery_drill by hand (it also runs every quarter), wait, return its record."""
     api = AirflowApi(state["api_url"]).login("admin", stack.passwords()["admin"])
-    run_id = api.trigger("dr_recovery_drill")
+    run_id = api.trigger("dr_recovery_drill", conf)
     print(f"\nTriggered dr_recovery_drill run {run_id}; restoring into an isolated sandbox...")
     started = time.monotonic()
     final = api.wait("dr_recovery_drill", run_id, timeout=900)

@@ -6,6 +6,7 @@ what is wrong and what to do about it, because they are what an operator reads a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -109,3 +110,92 @@ def evidence_lock_warnings(
             "s3:BypassGovernanceRetention; set the default retention to COMPLIANCE"
         )
     return warnings
+
+
+def vault_evidence_problems(
+    bucket: str, *, exists: bool, versioning: str | None, object_lock: dict[str, Any] | None
+) -> list[str]:
+    """The vault's evidence bucket: versioned, Object-Locked, default retention COMPLIANCE.
+
+    COMPLIANCE is required, with no opt-out: in GOVERNANCE mode anyone granted
+    ``s3:BypassGovernanceRetention`` could remove the vault's manifests
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-lock.html#object-lock-retention-modes).
+    """
+    if not exists:
+        return [
+            f"vault evidence bucket {bucket} does not exist or the vault intake role cannot "
+            "reach it; create it in the vault account's DR Region with Object Lock (README, "
+            "'A DR vault in another account')"
+        ]
+    problems = []
+    if versioning != "Enabled":
+        problems.append(
+            f"vault bucket {bucket} is not versioned (versioning {versioning or 'off'})"
+        )
+    if not object_lock or object_lock.get("ObjectLockEnabled") != "Enabled":
+        problems.append(
+            f"vault bucket {bucket} does not have Object Lock enabled; create a new bucket with "
+            "Object Lock on"
+        )
+    else:
+        default = (object_lock.get("Rule") or {}).get("DefaultRetention") or {}
+        if default.get("Mode") != "COMPLIANCE":
+            problems.append(
+                f"vault bucket {bucket}'s default retention is {default.get('Mode') or 'unset'}"
+                ", not COMPLIANCE; set it to COMPLIANCE (s3api put-object-lock-configuration) so "
+                "that nobody, the vault's own administrators included, can delete evidence early"
+            )
+    return problems
+
+
+def key_policy_grant_problems(
+    where: str,
+    policy: dict[str, Any] | None,
+    principals: set[str],
+    actions: list[str],
+) -> list[str]:
+    """A key policy must allow one of ``principals`` every action in ``actions``.
+
+    Used for the workload DR key, which the vault's intake role must be able to use to copy the
+    shared DR copies (https://docs.aws.amazon.com/ebs/latest/userguide/ebs-modifying-snapshot-permissions.html:
+    "you must also share the customer managed key used to encrypt the snapshot"). Conditions
+    are not evaluated: the statement shipped in include/iam/ carries them.
+    """
+    if policy is None:
+        return [f"{where}: its key policy cannot be read; allow kms:GetKeyPolicy to SecureDR"]
+    allowed: set[str] = set()
+    for statement in _as_list(policy.get("Statement")):
+        if statement.get("Effect") != "Allow":
+            continue
+        principal = statement.get("Principal")
+        named = (
+            {"*"}
+            if principal == "*"
+            else set(_as_list((principal or {}).get("AWS")) if isinstance(principal, dict) else [])
+        )
+        if not named & (principals | {"*"}):
+            continue
+        for action in _as_list(statement.get("Action")):
+            allowed |= {a for a in actions if _action_matches(str(action), a)}
+    missing = [a for a in actions if a not in allowed]
+    if not missing:
+        return []
+    return [
+        f"{where}: its key policy does not let {' or '.join(sorted(principals))} "
+        f"{', '.join(missing)}; add the statement in "
+        "include/iam/securedr-dr-key-vault-statement.json, or the vault cannot copy the DR copies"
+    ]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    """IAM action wildcards (``*`` and ``?``, nothing else), case-insensitive."""
+    regex = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    return re.fullmatch(regex, action, flags=re.IGNORECASE) is not None
