@@ -148,6 +148,13 @@ def template_values(
         "AirflowPrincipalArn": workload_principal_arn,
         "RecoveryPrincipalArn": recovery_principal_arns[0],
         "RecoveryPrincipalArns": recovery_principal_arns,
+        # The recovery role lives in the vault account in the sandbox.
+        "RecoveryAccountId": vault_account,
+        # Who assumes the retention role: the vault account itself (never the workload).
+        "RetentionPrincipalArn": f"arn:aws:iam::{vault_account}:root",
+        "BreakGlassPrincipalArn": f"arn:aws:iam::{vault_account}:role/securedr-break-glass",
+        # The intake role locks vault copies for at least the retention period.
+        "LockMinDays": str(plan.retention.keep_days),
         **roles,
     }
 

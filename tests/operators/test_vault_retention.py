@@ -416,7 +416,7 @@ def test_every_call_of_a_vault_retention_run_is_allowed_by_the_shipped_retention
         airflow_principal_arn="arn:aws:iam::123456789012:role/securedr-airflow",
         external_id="x",
         retention_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-vault-operations",
-        recovery_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-recovery-operator",
+        recovery_principal_arns=[f"arn:aws:iam::{VAULT}:role/securedr-recovery-operator"],
         recovery_external_id="y",
         break_glass_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-break-glass",
     )
