@@ -92,13 +92,19 @@ def recorded_requests() -> Iterator[list[Request]]:
 
     def record(client: Any, operation: str, params: dict[str, Any]) -> None:
         credentials = client._request_signer._credentials
+        try:
+            access_key = getattr(credentials, "access_key", "") if credentials else ""
+        except NotImplementedError:
+            # aiobotocore's refreshable credentials refuse the synchronous property; the key
+            # they hold is what the request is signed with (refreshed by the signer).
+            access_key = getattr(credentials, "_access_key", "")
         calls.append(
             Request(
                 service=client.meta.service_model.signing_name,
                 operation=operation,
                 params=dict(params),
                 region=client.meta.region_name,
-                access_key=getattr(credentials, "access_key", "") if credentials else "",
+                access_key=access_key,
             )
         )
 

@@ -724,3 +724,29 @@ def test_load_vault_policies_judges_the_compromise_as_make_compromise_calls_it(p
         plan.vault.role_arn,
         {"sts:ExternalId": accounts.SANDBOX_EXTERNAL_ID},
     ).allowed
+
+
+def test_the_intake_role_may_check_that_vault_copies_are_shared_with_nobody(world, values):
+    intake = Principal(values["IntakeRoleArn"])
+    assert _call(
+        world,
+        intake,
+        "ec2",
+        "DescribeSnapshotAttribute",
+        {"SnapshotId": VAULT_COPY, "Attribute": "createVolumePermission"},
+    ).allowed
+    assert _call(
+        world,
+        intake,
+        "rds",
+        "DescribeDBSnapshotAttributes",
+        {"DBSnapshotIdentifier": "securedr-orders-db-1"},
+    ).allowed
+
+
+def test_one_recovery_principal_may_be_given_alone(plan):
+    values = _values(plan, recovery_principal_arns=[], recovery_principal_arn=RECOVERY_OPERATOR)
+    assert values["RecoveryPrincipalArns"] == [RECOVERY_OPERATOR]
+    assert values["RecoveryPrincipalArn"] == RECOVERY_OPERATOR
+    with pytest.raises(iam.VaultPolicyError, match="recovery_principal_arns is empty"):
+        _values(plan, recovery_principal_arns=[])

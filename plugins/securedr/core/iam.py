@@ -137,17 +137,19 @@ def vault_policy_values(
     airflow_principal_arn: str,
     external_id: str,
     retention_principal_arn: str,
-    recovery_principal_arns: Sequence[str],
     recovery_external_id: str,
     break_glass_principal_arn: str,
+    recovery_principal_arns: Sequence[str] = (),
+    recovery_principal_arn: str | None = None,
 ) -> dict[str, str | list[str] | None]:
     """The placeholder values of every vault template (:data:`VAULT_TEMPLATES`) for ``plan``.
 
     ``dr_key_arn`` is the workload's DR key (by ARN: aliases do not work across accounts),
     ``airflow_principal_arn`` the workload identity that assumes the intake role with
     ``external_id``; ``retention_principal_arn`` the vault-account principal behind the
-    ``aws_vault_retention`` connection; ``recovery_principal_arns`` the principals that may
-    assume the recovery role with ``recovery_external_id``; ``break_glass_principal_arn`` the one
+    ``aws_vault_retention`` connection; ``recovery_principal_arns`` (and/or one
+    ``recovery_principal_arn``) the principals that may assume the recovery role with
+    ``recovery_external_id``; ``break_glass_principal_arn`` the one
     vault-account principal that may still change the vault's keys and evidence bucket.
 
     Guarantees, checked here before anything is rendered (:class:`VaultPolicyError`): the vault
@@ -181,6 +183,10 @@ def vault_policy_values(
             f"airflow_principal_arn {airflow_principal_arn} is not in the workload account "
             f"{workload}"
         )
+    recovery_principal_arns = [
+        *([recovery_principal_arn] if recovery_principal_arn else []),
+        *recovery_principal_arns,
+    ]
     if not recovery_principal_arns:
         problems.append("recovery_principal_arns is empty: name who restores from the vault")
     for name, arn in (
@@ -218,6 +224,7 @@ def vault_policy_values(
         "ExternalId": external_id,
         "RetentionPrincipalArn": retention_principal_arn,
         "RecoveryPrincipalArns": list(recovery_principal_arns),
+        "RecoveryPrincipalArn": recovery_principal_arns[0],
         "RecoveryExternalId": recovery_external_id,
         "BreakGlassPrincipalArn": break_glass_principal_arn,
         # The intake role may only lock for at least the retention period: during the
