@@ -481,12 +481,14 @@ def authorizations(
     region: str,
     account: str,
     resource_tags: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """The (IAM action, resource ARN, condition keys) AWS authorizes for one API call made in
     ``account`` and ``region``, for the calls the vault's documents are about.
 
     ``resource_tags`` are the tags of the existing resource the call acts on (for
-    ``aws:ResourceTag/...``). Resource-level support and condition keys per action:
+    ``aws:ResourceTag/...``); ``aliases`` maps KMS alias ARNs to key ARNs. Resource-level
+    support and condition keys per action:
     https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html,
     .../list_amazonrds.html, .../list_amazons3.html, .../list_awskeymanagementservice.html,
     .../list_awssecuritytokenservice.html; snapshot lock keys ``ec2:SnapshotLockDuration``
@@ -587,10 +589,14 @@ def authorizations(
                 out.append((action, rds("subgrp", p["DBSubnetGroupName"]), request))
             return out
     if service == "kms":
+        # KMS resolves an alias first and authorizes on the key:
+        # https://docs.aws.amazon.com/kms/latest/developerguide/alias-authorization.html
         key = str(p.get("KeyId", ""))
-        if not key.startswith("arn:"):
+        if key.startswith("alias/"):
+            key = f"arn:aws:kms:{region}:{account}:{key}"
+        elif not key.startswith("arn:"):
             key = f"arn:aws:kms:{region}:{account}:key/{key}"
-        return [(f"kms:{operation}", key, {})]
+        return [(f"kms:{operation}", (aliases or {}).get(key, key), {})]
     if service == "s3":
         bucket = f"arn:aws:s3:::{p['Bucket']}"
         renamed = {
