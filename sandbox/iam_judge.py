@@ -550,6 +550,38 @@ def authorizations(
             "DescribeSnapshotAttribute",
         ):
             return [(action, snap(p["SnapshotId"]), existing)]
+        created = {
+            "CreateVpc": "vpc",
+            "CreateSubnet": "subnet",
+            "CreateSecurityGroup": "security-group",
+        }
+        if operation in created:
+            kind = created[operation]
+            tags = _tags(p.get("TagSpecifications"))
+            request = _request_tags(tags)
+            out = [(action, f"arn:aws:ec2:{region}:{account}:{kind}/*", request)]
+            if p.get("VpcId"):
+                out.append(
+                    (
+                        action,
+                        f"arn:aws:ec2:{region}:{account}:vpc/{p['VpcId']}",
+                        {**request, **existing},
+                    )
+                )
+            if tags:
+                out.append(
+                    (
+                        "ec2:CreateTags",
+                        f"arn:aws:ec2:{region}:{account}:{kind}/*",
+                        {**request, "ec2:CreateAction": operation},
+                    )
+                )
+            return out
+        kinds = {"vpc": "vpc", "subnet": "subnet", "sg": "security-group", "vol": "volume"}
+        for key in ("GroupId", "SubnetId", "VpcId", "VolumeId"):
+            if key in p:
+                kind = kinds[str(p[key]).split("-", 1)[0]]
+                return [(action, f"arn:aws:ec2:{region}:{account}:{kind}/{p[key]}", existing)]
         if operation == "CreateVolume":
             tags = _tags(p.get("TagSpecifications"))
             request = {**_request_tags(tags), "ec2:Encrypted": _bool(p.get("Encrypted", True))}
@@ -577,6 +609,15 @@ def authorizations(
             "DescribeDBSnapshotAttributes",
         ):
             return [(action, rds("snapshot", p["DBSnapshotIdentifier"]), existing)]
+        if operation in ("DescribeDBInstances", "DeleteDBInstance"):
+            return [(action, rds("db", p.get("DBInstanceIdentifier") or "*"), existing)]
+        if operation in ("DescribeDBSubnetGroups", "CreateDBSubnetGroup", "DeleteDBSubnetGroup"):
+            group = rds("subgrp", p.get("DBSubnetGroupName") or "*")
+            request = _request_tags(_tags(p.get("Tags")))
+            out = [(action, group, request)]
+            if p.get("Tags"):
+                out.append(("rds:AddTagsToResource", group, request))
+            return out
         if operation == "DescribeDBSnapshots":
             return [(action, rds("snapshot", p.get("DBSnapshotIdentifier") or "*"), {})]
         if operation == "RestoreDBInstanceFromDBSnapshot":
