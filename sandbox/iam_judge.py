@@ -38,11 +38,14 @@ __all__ = [
     "ADMIN_POLICY",
     "Decision",
     "Principal",
+    "VaultPolicies",
     "World",
     "authorizations",
     "conditions_match",
     "judge",
     "judge_call",
+    "load_vault_policies",
+    "principal_arn",
     "statement_matches",
     "vault_world",
 ]
@@ -57,11 +60,28 @@ class Decision:
         return self.allowed
 
 
+_ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$")
+
+
+def principal_arn(arn: str) -> str:
+    """The ARN IAM evaluates for a caller: an assumed-role session
+    (``arn:aws:sts::<account>:assumed-role/<role>/<session>``) is its role's ARN, as in
+    ``aws:PrincipalArn``.
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html#condition-keys-principalarn
+    """
+    match = _ASSUMED_ROLE.match(arn)
+    return f"arn:{match[1]}:iam::{match[2]}:role/{match[3]}" if match else arn
+
+
 @dataclass(frozen=True)
 class Principal:
-    """Who calls: a role (``arn:aws:iam::<account>:role/<name>``), a user, or an account root."""
+    """Who calls: a role (``arn:aws:iam::<account>:role/<name>``, or a session of it), a user,
+    or an account root."""
 
     arn: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arn", principal_arn(self.arn))
 
     @property
     def account(self) -> str:
@@ -266,6 +286,8 @@ class World:
     #: createVolumePermission, RDS "restore" attribute) - the snapshot's stand-in for a
     #: resource policy.
     shares: list[tuple[str, str]] = field(default_factory=list)
+    #: account -> identity policies of any principal of it not named in ``identities``.
+    default_identities: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def add_identity(self, principal: str, *policies: dict[str, Any]) -> None:
         self.identities.setdefault(principal, []).extend(policies)
@@ -337,7 +359,7 @@ def judge(
     ``aws:ResourceTag/...``, ...)? See the module docstring for the rules."""
     caller = principal if isinstance(principal, Principal) else Principal(principal)
     ctx = _context(caller, resource, context)
-    identity = world.identities.get(caller.arn, [])
+    identity = world.identities.get(caller.arn) or world.default_identities.get(caller.account, [])
     resource_policy = world.resource_policy(resource) if resource != "*" else None
     owner = world.resource_account(resource) if resource != "*" else caller.account
     owner = owner or caller.account
@@ -459,12 +481,14 @@ def authorizations(
     region: str,
     account: str,
     resource_tags: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """The (IAM action, resource ARN, condition keys) AWS authorizes for one API call made in
     ``account`` and ``region``, for the calls the vault's documents are about.
 
     ``resource_tags`` are the tags of the existing resource the call acts on (for
-    ``aws:ResourceTag/...``). Resource-level support and condition keys per action:
+    ``aws:ResourceTag/...``); ``aliases`` maps KMS alias ARNs to key ARNs. Resource-level
+    support and condition keys per action:
     https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html,
     .../list_amazonrds.html, .../list_amazons3.html, .../list_awskeymanagementservice.html,
     .../list_awssecuritytokenservice.html; snapshot lock keys ``ec2:SnapshotLockDuration``
@@ -526,6 +550,38 @@ def authorizations(
             "DescribeSnapshotAttribute",
         ):
             return [(action, snap(p["SnapshotId"]), existing)]
+        created = {
+            "CreateVpc": "vpc",
+            "CreateSubnet": "subnet",
+            "CreateSecurityGroup": "security-group",
+        }
+        if operation in created:
+            kind = created[operation]
+            tags = _tags(p.get("TagSpecifications"))
+            request = _request_tags(tags)
+            out = [(action, f"arn:aws:ec2:{region}:{account}:{kind}/*", request)]
+            if p.get("VpcId"):
+                out.append(
+                    (
+                        action,
+                        f"arn:aws:ec2:{region}:{account}:vpc/{p['VpcId']}",
+                        {**request, **existing},
+                    )
+                )
+            if tags:
+                out.append(
+                    (
+                        "ec2:CreateTags",
+                        f"arn:aws:ec2:{region}:{account}:{kind}/*",
+                        {**request, "ec2:CreateAction": operation},
+                    )
+                )
+            return out
+        kinds = {"vpc": "vpc", "subnet": "subnet", "sg": "security-group", "vol": "volume"}
+        for key in ("GroupId", "SubnetId", "VpcId", "VolumeId"):
+            if key in p:
+                kind = kinds[str(p[key]).split("-", 1)[0]]
+                return [(action, f"arn:aws:ec2:{region}:{account}:{kind}/{p[key]}", existing)]
         if operation == "CreateVolume":
             tags = _tags(p.get("TagSpecifications"))
             request = {**_request_tags(tags), "ec2:Encrypted": _bool(p.get("Encrypted", True))}
@@ -553,6 +609,15 @@ def authorizations(
             "DescribeDBSnapshotAttributes",
         ):
             return [(action, rds("snapshot", p["DBSnapshotIdentifier"]), existing)]
+        if operation in ("DescribeDBInstances", "DeleteDBInstance"):
+            return [(action, rds("db", p.get("DBInstanceIdentifier") or "*"), existing)]
+        if operation in ("DescribeDBSubnetGroups", "CreateDBSubnetGroup", "DeleteDBSubnetGroup"):
+            group = rds("subgrp", p.get("DBSubnetGroupName") or "*")
+            request = _request_tags(_tags(p.get("Tags")))
+            out = [(action, group, request)]
+            if p.get("Tags"):
+                out.append(("rds:AddTagsToResource", group, request))
+            return out
         if operation == "DescribeDBSnapshots":
             return [(action, rds("snapshot", p.get("DBSnapshotIdentifier") or "*"), {})]
         if operation == "RestoreDBInstanceFromDBSnapshot":
@@ -565,10 +630,14 @@ def authorizations(
                 out.append((action, rds("subgrp", p["DBSubnetGroupName"]), request))
             return out
     if service == "kms":
+        # KMS resolves an alias first and authorizes on the key:
+        # https://docs.aws.amazon.com/kms/latest/developerguide/alias-authorization.html
         key = str(p.get("KeyId", ""))
-        if not key.startswith("arn:"):
+        if key.startswith("alias/"):
+            key = f"arn:aws:kms:{region}:{account}:{key}"
+        elif not key.startswith("arn:"):
             key = f"arn:aws:kms:{region}:{account}:key/{key}"
-        return [(f"kms:{operation}", key, {})]
+        return [(f"kms:{operation}", (aliases or {}).get(key, key), {})]
     if service == "s3":
         bucket = f"arn:aws:s3:::{p['Bucket']}"
         renamed = {
@@ -578,6 +647,15 @@ def authorizations(
             "HeadObject": "s3:GetObject",
             "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
             "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
+            "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+            "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+            "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+            "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+            "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+            "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+            "CreateMultipartUpload": "s3:PutObject",
+            "UploadPart": "s3:PutObject",
+            "CompleteMultipartUpload": "s3:PutObject",
         }
         action = renamed.get(operation, f"s3:{operation}")
         if "Key" not in p:
@@ -731,4 +809,51 @@ def vault_world(
     for pattern in shared_with_vault:
         world.share(pattern, vault)
     world.add_scp(vault, rendered("scp"))
+    return world
+
+
+#: What :func:`load_vault_policies` returns: the policies in force around a plan's vault.
+VaultPolicies = World
+
+
+def load_vault_policies(
+    plan: Any,
+    *,
+    workload_account: str,
+    external_id: str | None = None,
+    dr_key_arn: str | None = None,
+    recovery_external_id: str | None = None,
+) -> World:
+    """Every shipped vault document rendered for ``plan`` as the sandbox deploys them
+    (:mod:`sandbox.accounts`): intake, retention and recovery roles (policy and trust), the
+    vault keys' policy, the DR key's vault statement, the vault evidence bucket policy and the
+    vault account's SCP. Any principal of the workload account not otherwise named (its root,
+    its Airflow identity, an attacker holding either) is an administrator of that account.
+
+    ``dr_key_arn`` is the workload's DR key (default: every key of the workload account in the
+    DR Region). Judge calls with :func:`judge` / :func:`judge_call`.
+    """
+    from sandbox import accounts
+    from securedr.core import iam
+
+    vault = plan.vault
+    if vault is None:
+        raise ValueError(f"plan {plan.name} has no vault section")
+    account = vault.account_id
+    values = iam.vault_policy_values(
+        plan,
+        workload_account_id=workload_account,
+        dr_key_arn=dr_key_arn or f"arn:aws:kms:{plan.regions.dr}:{workload_account}:key/*",
+        airflow_principal_arn=f"arn:aws:iam::{workload_account}:root",
+        external_id=external_id or accounts.SANDBOX_EXTERNAL_ID,
+        retention_principal_arn=f"arn:aws:iam::{account}:root",
+        recovery_principal_arns=[
+            f"arn:aws:iam::{account}:root",
+            f"arn:aws:iam::{accounts.THIRD_ACCOUNT}:root",
+        ],
+        recovery_external_id=recovery_external_id or accounts.SANDBOX_RECOVERY_EXTERNAL_ID,
+        break_glass_principal_arn=f"arn:aws:iam::{account}:role/securedr-break-glass",
+    )
+    world = vault_world(values)
+    world.default_identities[workload_account] = [ADMIN_POLICY]
     return world

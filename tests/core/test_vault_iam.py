@@ -45,7 +45,7 @@ def _values(plan, **overrides):
         "airflow_principal_arn": AIRFLOW,
         "external_id": "ext-intake",
         "retention_principal_arn": RETENTION_OPERATOR,
-        "recovery_principal_arn": RECOVERY_OPERATOR,
+        "recovery_principal_arns": [RECOVERY_OPERATOR],
         "recovery_external_id": "ext-recovery",
         "break_glass_principal_arn": BREAK_GLASS,
         **overrides,
@@ -137,7 +137,6 @@ def test_every_vault_template_renders_completely(values, name):
     assert WORKLOAD not in rendered or name in (
         "intake-policy",  # copies FROM the workload's shared snapshots and DR key
         "intake-trust-policy",  # trusts the workload's Airflow principal
-        "recovery-trust-policy",  # names the workload account to exclude it
         "dr-key-vault-statement",
     ), f"{name} names the workload account"
 
@@ -145,8 +144,8 @@ def test_every_vault_template_renders_completely(values, name):
 def test_the_vault_must_be_another_account_and_its_trusts_outside_the_workload(plan):
     with pytest.raises(iam.VaultPolicyError, match=r"retention_principal_arn .* vault account"):
         _values(plan, retention_principal_arn=WORKLOAD_ADMIN)
-    with pytest.raises(iam.VaultPolicyError, match=r"recovery_principal_arn .* workload account"):
-        _values(plan, recovery_principal_arn=WORKLOAD_ADMIN)
+    with pytest.raises(iam.VaultPolicyError, match=r"recovery_principal_arns .* workload account"):
+        _values(plan, recovery_principal_arns=[RECOVERY_OPERATOR, WORKLOAD_ADMIN])
     with pytest.raises(iam.VaultPolicyError, match="break_glass_principal_arn"):
         _values(plan, break_glass_principal_arn=WORKLOAD_ADMIN)
     with pytest.raises(iam.VaultPolicyError, match="vault must be another account"):
@@ -638,3 +637,116 @@ def test_the_workload_connection_may_assume_the_intake_role_only_with_a_vault(pl
 
     assert plan.vault.role_arn in assumable(plan)
     assert plan.vault.role_arn not in assumable(plan.model_copy(update={"vault": None}))
+
+
+def test_pre_flight_may_check_the_vault_bucket_and_the_dr_keys_policy(plan, world, values):
+    bucket = values["VaultEvidenceBucket"]
+    intake = Principal(values["IntakeRoleArn"])
+    for operation in ("GetBucketVersioning", "GetObjectLockConfiguration"):
+        assert _call(world, intake, "s3", operation, {"Bucket": bucket}).allowed, operation
+    assert _kms(world, AIRFLOW, "GetKeyPolicy", DR_KEY).allowed
+    backup = (REPO / "include" / "iam" / "securedr-backup-policy.json").read_text()
+    without = iam.render(
+        backup,
+        iam.backup_policy_values(
+            plan.model_copy(update={"vault": None}), account_id=WORKLOAD, dr_key_arn=DR_KEY
+        ),
+    )
+    assert "kms:GetKeyPolicy" not in json.dumps(without)
+
+
+@pytest.mark.parametrize("name", sorted(iam.VAULT_TEMPLATES))
+def test_the_sandbox_vault_renders_every_shipped_template(plan, name):
+    from sandbox import accounts
+
+    values = accounts.template_values(
+        plan,
+        vault_account=VAULT,
+        kms_keys=dict(plan.vault.kms_keys),
+        evidence_bucket=plan.vault.evidence_bucket,
+        evidence_prefix=plan.vault.evidence_prefix,
+        workload_dr_key_arn=DR_KEY,
+        external_id="x",
+        recovery_external_id="y",
+        workload_principal_arn=f"arn:aws:iam::{WORKLOAD}:root",
+        recovery_principal_arns=[f"arn:aws:iam::{VAULT}:root", f"arn:aws:iam::{THIRD}:root"],
+    )
+    assert "${" not in json.dumps(iam.render_vault(name, values))
+
+
+def test_load_vault_policies_judges_the_compromise_as_make_compromise_calls_it(plan):
+    """The API the compromise simulation uses: sessions of the vault roles, and any workload
+    principal as an administrator of the workload account."""
+    from sandbox import accounts
+    from sandbox.iam_judge import judge, load_vault_policies
+
+    policies = load_vault_policies(plan, workload_account=WORKLOAD)
+    key = plan.vault.kms_key(DR)
+    intake_session = f"arn:aws:sts::{VAULT}:assumed-role/securedr-vault-intake/securedr-night"
+    snap = f"arn:aws:ec2:{DR}::snapshot/{VAULT_COPY}"
+    policies.own(snap, VAULT)
+    tags = {f"aws:ResourceTag/{k}": v for k, v in COPY_TAGS.items()}
+    for action in ("ec2:DeleteSnapshot", "ec2:UnlockSnapshot", "ec2:ModifySnapshotAttribute"):
+        decision = judge(policies, intake_session, action, snap, tags)
+        assert not decision.allowed and "SCP" in decision.reason, decision.reason
+    assert judge(
+        policies,
+        intake_session,
+        "ec2:LockSnapshot",
+        snap,
+        {**tags, "ec2:CoolOffPeriod": "1", "ec2:SnapshotLockDuration": "15"},
+    ).allowed
+    for attacker in (
+        f"arn:aws:iam::{WORKLOAD}:root",
+        f"arn:aws:sts::{WORKLOAD}:assumed-role/securedr-airflow/x",
+    ):
+        for action in ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy"):
+            decision = judge(policies, attacker, action, key)
+            assert not decision.allowed, (attacker, action)
+        assert not judge(
+            policies,
+            attacker,
+            "s3:DeleteObjectVersion",
+            f"arn:aws:s3:::{plan.vault.evidence_bucket}/securedr/m.json",
+        ).allowed
+        assert not judge(policies, attacker, "ec2:DeleteSnapshot", snap).allowed
+        assert not judge(
+            policies,
+            attacker,
+            "sts:AssumeRole",
+            f"arn:aws:iam::{VAULT}:role/securedr-vault-retention",
+        ).allowed
+    # The workload's own identity may assume the intake role with the sandbox's external id.
+    assert judge(
+        policies,
+        f"arn:aws:iam::{WORKLOAD}:root",
+        "sts:AssumeRole",
+        plan.vault.role_arn,
+        {"sts:ExternalId": accounts.SANDBOX_EXTERNAL_ID},
+    ).allowed
+
+
+def test_the_intake_role_may_check_that_vault_copies_are_shared_with_nobody(world, values):
+    intake = Principal(values["IntakeRoleArn"])
+    assert _call(
+        world,
+        intake,
+        "ec2",
+        "DescribeSnapshotAttribute",
+        {"SnapshotId": VAULT_COPY, "Attribute": "createVolumePermission"},
+    ).allowed
+    assert _call(
+        world,
+        intake,
+        "rds",
+        "DescribeDBSnapshotAttributes",
+        {"DBSnapshotIdentifier": "securedr-orders-db-1"},
+    ).allowed
+
+
+def test_one_recovery_principal_may_be_given_alone(plan):
+    values = _values(plan, recovery_principal_arns=[], recovery_principal_arn=RECOVERY_OPERATOR)
+    assert values["RecoveryPrincipalArns"] == [RECOVERY_OPERATOR]
+    assert values["RecoveryPrincipalArn"] == RECOVERY_OPERATOR
+    with pytest.raises(iam.VaultPolicyError, match="recovery_principal_arns is empty"):
+        _values(plan, recovery_principal_arns=[])

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ def backup_policy_values(
         # With a vault, the nightly assumes the vault's intake role (cross-account: the trust
         # policy alone is not enough). No vault: the statement is dropped.
         "VaultIntakeRoleArn": plan.vault.role_arn if plan.vault else None,
+        # Pre-flight reads the DR key's policy to check it lets the intake role in.
+        "VaultDrKeyArn": dr_key_arn if plan.vault else None,
     }
 
 
@@ -135,23 +137,25 @@ def vault_policy_values(
     airflow_principal_arn: str,
     external_id: str,
     retention_principal_arn: str,
-    recovery_principal_arn: str,
     recovery_external_id: str,
     break_glass_principal_arn: str,
+    recovery_principal_arns: Sequence[str] = (),
+    recovery_principal_arn: str | None = None,
 ) -> dict[str, str | list[str] | None]:
     """The placeholder values of every vault template (:data:`VAULT_TEMPLATES`) for ``plan``.
 
     ``dr_key_arn`` is the workload's DR key (by ARN: aliases do not work across accounts),
     ``airflow_principal_arn`` the workload identity that assumes the intake role with
     ``external_id``; ``retention_principal_arn`` the vault-account principal behind the
-    ``aws_vault_retention`` connection; ``recovery_principal_arn`` the principal that assumes
-    the recovery role with ``recovery_external_id``; ``break_glass_principal_arn`` the one
+    ``aws_vault_retention`` connection; ``recovery_principal_arns`` (and/or one
+    ``recovery_principal_arn``) the principals that may assume the recovery role with
+    ``recovery_external_id``; ``break_glass_principal_arn`` the one
     vault-account principal that may still change the vault's keys and evidence bucket.
 
     Guarantees, checked here before anything is rendered (:class:`VaultPolicyError`): the vault
     is another account than the workload's; the intake and recovery roles live outside the
     workload account; the retention and break-glass principals are the vault account's own and
-    the recovery principal is not the workload's, so nobody holding the workload's credentials
+    no recovery principal is the workload's, so nobody holding the workload's credentials
     is trusted by a role that can delete, restore or change anything in the vault.
     """
     vault = plan.vault
@@ -179,9 +183,15 @@ def vault_policy_values(
             f"airflow_principal_arn {airflow_principal_arn} is not in the workload account "
             f"{workload}"
         )
+    recovery_principal_arns = [
+        *([recovery_principal_arn] if recovery_principal_arn else []),
+        *recovery_principal_arns,
+    ]
+    if not recovery_principal_arns:
+        problems.append("recovery_principal_arns is empty: name who restores from the vault")
     for name, arn in (
         ("vault.recovery.role_arn", vault.recovery.role_arn),
-        ("recovery_principal_arn", recovery_principal_arn),
+        *(("recovery_principal_arns", a) for a in recovery_principal_arns),
     ):
         if _account_of(arn) == workload:
             problems.append(
@@ -213,7 +223,8 @@ def vault_policy_values(
         "AirflowPrincipalArn": airflow_principal_arn,
         "ExternalId": external_id,
         "RetentionPrincipalArn": retention_principal_arn,
-        "RecoveryPrincipalArn": recovery_principal_arn,
+        "RecoveryPrincipalArns": list(recovery_principal_arns),
+        "RecoveryPrincipalArn": recovery_principal_arns[0],
         "RecoveryExternalId": recovery_external_id,
         "BreakGlassPrincipalArn": break_glass_principal_arn,
         # The intake role may only lock for at least the retention period: during the
