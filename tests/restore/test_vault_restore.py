@@ -18,10 +18,12 @@ from tests.iam_eval import recorded_requests
 from tests.restore.conftest import Harness, make_backup
 from tests.restore.vault import (
     DR,
+    POLICY_GAPS,
     VAULT_ACCOUNT,
     client,
     lose_the_workload_account,
     make_vault_copy,
+    recovery_denials,
     recovery_sessions,
     vault_manifest,
 )
@@ -96,6 +98,11 @@ def test_the_vault_restores_the_estate_when_the_workload_account_is_lost(
     assert {sessions.get(c.access_key) for c in work} == {vault.recovery_role_arn}, {
         (c.service, c.operation, c.access_key) for c in work if c.access_key not in sessions
     }
+
+    # ... and every one of them is allowed by the shipped vault recovery policy, but for the
+    # read-only checks the policy does not grant yet (POLICY_GAPS).
+    denials = recovery_denials(calls, vault, estate)
+    assert {operation for operation, _, _ in denials} <= POLICY_GAPS, denials
 
     # The audit trail of the run is in the vault evidence bucket, from request to confirmation.
     actions = [e.action for e in _vault_audit(vault)]

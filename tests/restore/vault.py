@@ -115,6 +115,12 @@ def seed_vault(plan, monkeypatch, *, account_id: str = VAULT_ACCOUNT) -> Vault:
         ),
     )
     monkeypatch.setenv("AIRFLOW_VAR_SECUREDR_VAULT_RECOVERY_EXTERNAL_ID", RECOVERY_EXTERNAL_ID)
+    # Clients are kept per connection for the process: forget any built with an earlier
+    # test's (now reset) recovery credentials.
+    from securedr.aws import clients as aws_clients
+
+    for cached in [k for k in aws_clients._CLIENTS if k[0] == RECOVERY_CONN]:
+        aws_clients._CLIENTS.pop(cached, None)
     ec2 = client("ec2", account_id)
     vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -172,6 +178,23 @@ def _vault_tags(plan_name: str, point: dict[str, Any], run_id: str) -> list[dict
     return [{"Key": k, "Value": v} for k, v in tags.items()]
 
 
+def _until_done(state: Any, done: str, timeout: float = 60.0) -> None:
+    """Wait until ``state()`` is ``done`` (the sandbox's copies take seconds, as AWS's take
+    minutes); describes right after a create may not find it yet (eventual consistency)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if state() == done:
+                return
+        except Exception as exc:  # not visible yet
+            last = exc  # noqa: F841
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {done} after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
 def make_vault_copy(
     vault: Vault,
     plan_name: str,
@@ -199,6 +222,10 @@ def make_vault_copy(
                 {"ResourceType": "snapshot", "Tags": _vault_tags(plan_name, point, run_id)}
             ],
         )["SnapshotId"]
+        _until_done(
+            lambda: ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"],
+            "completed",
+        )
         ec2.delete_snapshot(SnapshotId=staged)
         ec2.delete_volume(VolumeId=volume)
         lock_entry = None
@@ -250,6 +277,12 @@ def make_vault_copy(
             KmsKeyId=key,
             Tags=_vault_tags(plan_name, point, run_id),
         )["DBSnapshot"]
+        _until_done(
+            lambda: rds.describe_db_snapshots(DBSnapshotIdentifier=identifier)["DBSnapshots"][0][
+                "Status"
+            ],
+            "available",
+        )
         rds.delete_db_snapshot(DBSnapshotIdentifier=f"{staging}-staged")
         rds.delete_db_instance(DBInstanceIdentifier=staging, SkipFinalSnapshot=True)
         entry = {
@@ -358,3 +391,104 @@ def vault_backup(vault, estate, signing_keys):
         make_vault_copy(vault, plan.name, point, backup.run_id)
     backup.vault_document = vault_manifest(backup, vault, signing_keys[0], plan)
     return backup
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+RECOVERY_USER = "securedr-vault-recovery-operator"
+
+#: Read-only calls a restore from the vault makes that include/iam/securedr-vault-recovery-
+#: policy.json does not grant yet: the lock check (the vault copy must be under a compliance
+#: lock) and the sharing checks (a vault copy shared with anyone is refused). On AWS the role
+#: needs them - ec2:DescribeLockedSnapshots (no resource-level permissions: "*"),
+#: ec2:DescribeSnapshotAttribute on arn:aws:ec2:<dr>::snapshot/*, and
+#: rds:DescribeDBSnapshotAttributes on arn:aws:rds:<dr>:<vault account>:snapshot:securedr-* -
+#: or the restore refuses (AccessDenied) before restoring anything.
+POLICY_GAPS = frozenset(
+    {
+        "ec2:DescribeLockedSnapshots",
+        "ec2:DescribeSnapshotAttribute",
+        "rds:DescribeDBSnapshotAttributes",
+    }
+)
+
+
+def recovery_denials(calls: list[Any], vault: Vault, estate) -> list[tuple[str, str, str]]:
+    """Every (operation, IAM action, resource) of the recorded ``calls`` that the shipped
+    vault recovery role's policy (include/iam/securedr-vault-recovery-policy.json, rendered for
+    the test plan) does not allow; ``[]`` means every call is allowed.
+
+    Calls the policy judge maps (sandbox.iam_judge: S3, KMS, STS, snapshot and restore calls)
+    are judged with their conditions - the vault copies' tags included - against every policy
+    in force around the vault (identity, trust, key and bucket policies, the SCP); the drill's
+    network calls, which it does not map, are matched against the recovery policy's
+    statements with tests/iam_eval (actions and resources; conditions not evaluated), with the
+    ARNs in the account the calls were made in.
+    """
+    from sandbox.iam_judge import Principal, judge_call, vault_world
+    from securedr.core import iam
+    from securedr.core.model import TAG_MANAGED, TAG_PLAN
+    from tests import iam_eval
+
+    plan = vault.plan
+    values = iam.vault_policy_values(
+        plan,
+        workload_account_id=WORKLOAD_ACCOUNT,
+        dr_key_arn=estate.key_arns[DR],
+        airflow_principal_arn=f"arn:aws:iam::{WORKLOAD_ACCOUNT}:role/securedr-airflow",
+        external_id="intake-external-id-0001",
+        retention_principal_arn=f"arn:aws:iam::{vault.account_id}:role/retention-operator",
+        recovery_principal_arn=f"arn:aws:iam::{vault.account_id}:user/{RECOVERY_USER}",
+        recovery_external_id=RECOVERY_EXTERNAL_ID,
+        break_glass_principal_arn=f"arn:aws:iam::{vault.account_id}:role/break-glass",
+    )
+    snapshots = [e["snapshot_id"] for e in vault.copies.values() if e["kind"] == "ebs"]
+    world = vault_world(values, vault_snapshots=snapshots)
+    policy = iam.render_vault("recovery-policy", values)
+    copy_tags = {TAG_MANAGED: "true", TAG_PLAN: plan.name}
+    sessions = recovery_sessions()
+    denied: list[tuple[str, str, str]] = []
+    for call in calls:
+        name = f"{call.service}:{call.operation}"
+        if (call.service, call.operation) == ("sts", "AssumeRole"):
+            caller = Principal(f"arn:aws:iam::{vault.account_id}:user/{RECOVERY_USER}")
+        else:
+            caller = Principal(
+                sessions.get(call.access_key, f"arn:aws:iam::{WORKLOAD_ACCOUNT}:root")
+            )
+        tags = (
+            copy_tags
+            if call.operation in ("CreateVolume", "RestoreDBInstanceFromDBSnapshot")
+            else None
+        )
+        try:
+            decision = judge_call(
+                world,
+                caller,
+                call.service,
+                call.operation,
+                call.params,
+                region=call.region,
+                account=vault.account_id,
+                resource_tags=tags,
+            )
+        except ValueError:
+            decision = None
+        if decision is not None:
+            if not decision.allowed:
+                denied.append((name, decision.reason, ""))
+            continue
+        for action, resource in iam_eval.authorizations(
+            iam_eval.Request(
+                service=call.service,
+                operation=call.operation,
+                params=call.params,
+                region=call.region,
+                access_key=call.access_key,
+            )
+        ):
+            resource = resource.replace(f":{WORKLOAD_ACCOUNT}:", f":{vault.account_id}:")
+            if not iam_eval.allowed(policy, action, resource):
+                denied.append((name, action, resource))
+    return sorted(set(denied))
