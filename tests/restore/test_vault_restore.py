@@ -228,3 +228,13 @@ def test_without_a_vault_the_restore_source_is_the_workload(restore_plan):
 def test_with_a_vault_the_restore_source_is_the_vault_unless_asked(vault):
     assert Harness().initiate()["request"]["source"] == "vault"
     assert Harness(params={"source": "workload"}).initiate()["request"]["source"] == "workload"
+
+
+def test_the_approvers_see_that_the_restore_is_from_the_vault(vault):
+    from securedr.core.restore_request import RestoreRequest
+    from securedr.operators.access import approval_body
+
+    harness = Harness()
+    request = RestoreRequest.from_dict(harness.initiate()["request"])
+    body = approval_body(request, "alice", vault.plan.name, "manual__x")
+    assert "| Restore from | the VAULT (vault copies" in body
