@@ -9,9 +9,12 @@ through the harness (tests/restore/conftest.py), under the vault recovery role.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
 from tests.iam_eval import recorded_requests
@@ -238,3 +241,30 @@ def test_the_approvers_see_that_the_restore_is_from_the_vault(vault):
     request = RestoreRequest.from_dict(harness.initiate()["request"])
     body = approval_body(request, "alice", vault.plan.name, "manual__x")
     assert "| Restore from | the VAULT (vault copies" in body
+
+
+def test_a_failed_vault_restore_notifies_only_through_the_recovery_account(vault, monkeypatch):
+    """dr_restore's failure callback: never the workload connection or topic for a vault run;
+    a topic of the recovery account is published to under the vault recovery role."""
+    from securedr.core.plan import load_plan
+    from securedr.notifiers.sns import SnsNotifier
+    from tests.restore.conftest import make_context
+
+    context = make_context(params={"source": "vault"})
+    notifier = SnsNotifier(subject="SecureDR restore FAILED", message="failed at a step")
+    with recorded_requests() as calls:
+        assert notifier.notify(context) is None  # the plan's topic is the workload account's
+    assert calls == []
+
+    topic = client("sns", VAULT_ACCOUNT).create_topic(Name="securedr-recovery")["TopicArn"]
+    path = Path(os.environ["SECUREDR_PLAN"])
+    data = yaml.safe_load(path.read_text())
+    data["notifications"]["sns_topic_arn"] = topic
+    path.write_text(yaml.safe_dump(data))
+    assert load_plan(path).notifications.sns_topic_arn == topic
+    with recorded_requests() as calls:
+        assert notifier.notify(context)
+    sessions = recovery_sessions()
+    [publish] = [c for c in calls if c.operation == "Publish"]
+    assert publish.params["TopicArn"] == topic
+    assert sessions[publish.access_key] == vault.recovery_role_arn

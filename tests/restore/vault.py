@@ -33,22 +33,13 @@ LOCK_COOL_OFF_HOURS = 24
 
 
 def account_credentials(account_id: str) -> dict[str, str]:
-    """Credentials of an administrator principal of ``account_id`` in the sandbox.
+    """Credentials of an administrator principal of ``account_id`` in the sandbox (moto serves
+    a request from the account its access key belongs to)."""
+    from sandbox import accounts
 
-    moto serves a request from the account its access key belongs to; an AssumeRole into a role
-    ARN of another account returns keys of that account (moto's multi-account support).
-    """
     if account_id == WORKLOAD_ACCOUNT:
         return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    sts = boto3.client("sts", region_name=DR)
-    creds = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/sandbox-admin", RoleSessionName="sandbox"
-    )["Credentials"]
-    return {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
-    }
+    return accounts.credentials(account_id)
 
 
 def client(service: str, account_id: str, region: str = DR) -> Any:
