@@ -108,6 +108,10 @@ def _render(name: str, values: dict[str, Any], fallback: dict[str, Any]) -> dict
         ) from exc
 
 
+#: The vault-account role that may still change the vault's key and bucket (never SecureDR).
+BREAK_GLASS_ROLE = "securedr-vault-break-glass"
+
+
 def template_values(
     plan: Any,
     *,
@@ -148,8 +152,23 @@ def template_values(
         "AirflowPrincipalArn": workload_principal_arn,
         "RecoveryPrincipalArn": recovery_principal_arns[0],
         "RecoveryPrincipalArns": recovery_principal_arns,
+        # The recovery role lives where restores land (the vault account unless the plan
+        # names a role elsewhere); retention runs as the vault's own principal, and so does the
+        # one break-glass principal that may still change the vault's key and bucket.
+        "RecoveryAccountId": _recovery_account(plan, vault_account),
+        "RetentionPrincipalArn": f"arn:aws:iam::{vault_account}:root",
+        "BreakGlassPrincipalArn": f"arn:aws:iam::{vault_account}:role/{BREAK_GLASS_ROLE}",
+        # Same rule as securedr.core.iam.vault_policy_values: locks at least as long as kept.
+        "LockMinDays": str(plan.retention.keep_days),
         **roles,
     }
+
+
+def _recovery_account(plan: Any, vault_account: str) -> str:
+    vault = getattr(plan, "vault", None)
+    if vault is None:
+        return vault_account
+    return vault.recovery.role_arn.split(":")[4]
 
 
 def _trust(principals: list[str], external_id: str | None) -> dict[str, Any]:

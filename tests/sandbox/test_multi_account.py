@@ -125,7 +125,12 @@ def test_seed_vault_builds_the_vault_in_the_vault_account(aws, vault_plan):
     assert accounts.SANDBOX_EXTERNAL_ID in json.dumps(intake_trust)
     for name in (accounts.RETENTION_ROLE, accounts.RECOVERY_ROLE):
         trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
-        assert WORKLOAD not in json.dumps(trust)  # the workload never assumes these
+        trusted = [
+            json.dumps(statement.get("Principal"))
+            for statement in trust["Statement"]
+            if statement["Effect"] == "Allow"
+        ]
+        assert trusted and not any(WORKLOAD in p for p in trusted)  # never the workload
 
     key = _client("kms", VAULT).describe_key(KeyId=first["kms_keys"][DR])["KeyMetadata"]
     assert key["KeyManager"] == "CUSTOMER" and key["Enabled"]
