@@ -157,16 +157,14 @@ def write_vault_plan(path: Path, vault: Vault, *, recovery_role_arn: str | None 
 
 
 def _vault_tags(plan_name: str, point: dict[str, Any], run_id: str) -> list[dict[str, str]]:
-    from securedr.core.model import TAG_KIND, TAG_MANAGED, TAG_PLAN, TAG_RUN_ID, TAG_SOURCE_ID
+    """The tags the nightly gives a vault copy (securedr.core.vault.vault_tags)."""
+    from securedr.core.model import dict_to_tags
+    from securedr.core.restore import point_from_manifest
+    from securedr.core.vault import vault_tags
 
-    tags = {
-        TAG_MANAGED: "true",
-        TAG_PLAN: plan_name,
-        TAG_RUN_ID: run_id,
-        TAG_KIND: point["kind"],
-        TAG_SOURCE_ID: point["source_id"],
-    }
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
+    return dict_to_tags(
+        vault_tags(point_from_manifest(point, run_id), plan=plan_name, run_id=run_id)
+    )
 
 
 def _until_done(state: Any, done: str, timeout: float = 60.0) -> None:
@@ -195,9 +193,12 @@ def make_vault_copy(
     key_arn: str | None = None,
     lock: bool = True,
 ) -> dict[str, Any]:
-    """A vault copy of ``point`` in the vault account; returns its manifest ``vault`` entry."""
+    """A vault copy of ``point`` in the vault account; returns its manifest ``vault`` entry,
+    built by the nightly's own securedr.core.vault.vault_entry."""
+    from securedr.core.restore import point_from_manifest
+    from securedr.core.vault import rds_vault_identifier, vault_entry
+
     key = key_arn or vault.key_arn
-    created = datetime.now(UTC).replace(microsecond=0)
     if point["kind"] == "ebs":
         ec2 = client("ec2", vault.account_id)
         volume = ec2.create_volume(
@@ -219,29 +220,26 @@ def make_vault_copy(
         )
         ec2.delete_snapshot(SnapshotId=staged)
         ec2.delete_volume(VolumeId=volume)
-        lock_entry = None
+        info = None
         if lock:
-            locked = ec2.lock_snapshot(
+            ec2.lock_snapshot(
                 SnapshotId=snapshot_id,
                 LockMode="compliance",
                 CoolOffPeriod=LOCK_COOL_OFF_HOURS,
                 LockDuration=15,
             )
-            lock_entry = {
-                "mode": "compliance",
-                "cool_off_hours": LOCK_COOL_OFF_HOURS,
-                "expires_on": locked["LockExpiresOn"].isoformat(),
-            }
-        entry = {
-            "account_id": vault.account_id,
-            "region": DR,
-            "kind": "ebs",
-            "snapshot_id": snapshot_id,
-            "kms_key_arn": key,
-            "created_at": created.isoformat(),
-            "lock": lock_entry,
-            "verified": True,
-        }
+            [info] = ec2.describe_locked_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        described = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+        entry = vault_entry(
+            point_from_manifest(point, run_id),
+            described,
+            account_id=vault.account_id,
+            region=DR,
+            kms_key_arn=key,
+            vault_snapshot_id=snapshot_id,
+            lock=info,
+            problems=[],
+        )
     else:
         rds = client("rds", vault.account_id)
         staging = f"vault-staging-{point['source_id']}"[:63]
@@ -261,7 +259,7 @@ def make_vault_copy(
         rds.create_db_snapshot(
             DBInstanceIdentifier=staging, DBSnapshotIdentifier=f"{staging}-staged"
         )
-        identifier = f"{point['dr_snapshot_id']}-vault"
+        identifier = rds_vault_identifier(point["dr_snapshot_id"], WORKLOAD_ACCOUNT)
         copy = rds.copy_db_snapshot(
             SourceDBSnapshotIdentifier=f"{staging}-staged",
             TargetDBSnapshotIdentifier=identifier,
@@ -276,17 +274,18 @@ def make_vault_copy(
         )
         rds.delete_db_snapshot(DBSnapshotIdentifier=f"{staging}-staged")
         rds.delete_db_instance(DBInstanceIdentifier=staging, SkipFinalSnapshot=True)
-        entry = {
-            "account_id": vault.account_id,
-            "region": DR,
-            "kind": "rds",
-            "db_snapshot_identifier": identifier,
-            "arn": copy["DBSnapshotArn"],
-            "kms_key_arn": key,
-            "created_at": created.isoformat(),
-            "lock": None,
-            "verified": True,
-        }
+        described = rds.describe_db_snapshots(DBSnapshotIdentifier=identifier)["DBSnapshots"][0]
+        assert described["DBSnapshotArn"] == copy["DBSnapshotArn"]
+        entry = vault_entry(
+            point_from_manifest(point, run_id),
+            described,
+            account_id=vault.account_id,
+            region=DR,
+            kms_key_arn=key,
+            vault_snapshot_id=identifier,
+            lock=None,
+            problems=[],
+        )
     vault.copies[point["source_id"]] = entry
     return entry
 
@@ -296,16 +295,15 @@ def vault_manifest(backup, vault: Vault, private_key: bytes, plan) -> dict[str, 
     ``vault`` section, written to the vault evidence bucket under the manifest's key."""
     from securedr.aws.evidence import EvidenceStore
     from securedr.core.signing import sign_document
+    from securedr.core.vault import manifest_vault
 
     payload = json.loads(json.dumps(backup.document["payload"]))
     for point in payload["recovery_points"]:
         if point["source_id"] in vault.copies:
             point["vault"] = vault.copies[point["source_id"]]
-    payload["vault"] = {
-        "account_id": vault.account_id,
-        "evidence_bucket": vault.bucket,
-        "kms_keys": {DR: vault.key_arn},
-    }
+    payload["vault"] = manifest_vault(
+        account_id=vault.account_id, evidence_bucket=vault.bucket, kms_keys={DR: vault.key_arn}
+    )
     document = sign_document(payload, private_key)
     store = EvidenceStore(
         client("s3", vault.account_id),
