@@ -656,20 +656,21 @@ def test_pre_flight_may_check_the_vault_bucket_and_the_dr_keys_policy(plan, worl
 
 
 @pytest.mark.parametrize("name", sorted(iam.VAULT_TEMPLATES))
-def test_the_sandbox_vault_renders_every_shipped_template(plan, name):
+def test_the_sandbox_vault_renders_every_shipped_template(aws, plan, name):
+    """seed_vault deploys every shipped vault document with every placeholder filled."""
     from sandbox import accounts
 
-    values = accounts.template_values(
+    seeded = accounts.seed_vault(plan, aws)
+    values = iam.vault_policy_values(
         plan,
-        vault_account=VAULT,
-        kms_keys=dict(plan.vault.kms_keys),
-        evidence_bucket=plan.vault.evidence_bucket,
-        evidence_prefix=plan.vault.evidence_prefix,
-        workload_dr_key_arn=DR_KEY,
+        workload_account_id=WORKLOAD,
+        dr_key_arn=seeded["workload_dr_key_arn"],
+        airflow_principal_arn=f"arn:aws:iam::{WORKLOAD}:root",
         external_id="x",
-        recovery_external_id="y",
-        workload_principal_arn=f"arn:aws:iam::{WORKLOAD}:root",
+        retention_principal_arn=f"arn:aws:iam::{VAULT}:root",
         recovery_principal_arns=[f"arn:aws:iam::{VAULT}:root", f"arn:aws:iam::{THIRD}:root"],
+        recovery_external_id="y",
+        break_glass_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-break-glass",
     )
     assert "${" not in json.dumps(iam.render_vault(name, values))
 
