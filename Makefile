@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export SECUREDR_HOME ?= $(CURDIR)/.securedr
 
-.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale audit-verify clean
+.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale compromise audit-verify clean
 
 # The virtualenv, rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -81,3 +81,9 @@ SNAPSHOT_SECONDS ?= 5
 scale: setup
 	$(PY) -m sandbox.scale --ebs $(EBS) --rds $(RDS) --copy-seconds $(COPY_SECONDS) \
 	  --snapshot-seconds $(SNAPSHOT_SECONDS) $(if $(SCALE_OUT),--output $(SCALE_OUT))
+
+# The workload account is taken over after a nightly run with a DR vault (include/
+# dr_plan.vault.yaml); every attack is listed with its result, then a restore and a drill run
+# from the vault (README "A DR vault in another account"). tests/e2e/test_compromise.py runs it.
+compromise: setup
+	$(PY) -m sandbox.compromise

@@ -333,7 +333,7 @@ class Attacker:
                 {"SnapshotId": snapshot_id, "LockMode": "governance", "LockDuration": 1},
                 target=snapshot_id,
                 vault=True,
-                context={"ec2:SnapshotLockMode": "governance"},
+                context={"ec2:SnapshotLockDuration": "1"},  # no CoolOffPeriod: governance
             )
             for permission in ({"Group": "all"}, {"UserId": ATTACKER_ACCOUNT}):
                 self.call(

@@ -129,6 +129,9 @@ def simulate(stack: CompromiseStack, state: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = {"failures": []}
     env = stack.env(state["aws_url"], state["api_port"], state["jwt_secret"])
+    # This process talks to the sandbox too (the auditor, the attacker): as the stack does.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        os.environ.setdefault(name, env[name])
     previous = dict(os.environ)
     os.environ.update({"SECUREDR_HOME": env["SECUREDR_HOME"]})
     try:
@@ -213,13 +216,16 @@ def simulate(stack: CompromiseStack, state: dict[str, Any]) -> dict[str, Any]:
         result["failures"].append(f"dr_restore from the vault ended {restore['state']}")
     drill = run_drill(stack, state, VAULT_SOURCE)
     record = drill["record"] or {}
+    overall = record.get("overall") or {}
     result["drill"] = {
         "run_id": drill["run_id"],
         "state": drill["state"],
         "passed": drill["state"] == "success" and bool(record.get("passed")),
-        "rto_seconds": record.get("rto_seconds"),
-        "rpo_seconds": record.get("rpo_seconds"),
-        "verdict": record.get("verdict"),
+        "resources": overall.get("resources"),
+        "verified": overall.get("verified"),
+        "rto_seconds": overall.get("rto_seconds"),
+        "rpo_seconds": overall.get("rpo_seconds"),
+        "failures": record.get("failures", []),
     }
     if not result["drill"]["passed"]:
         result["failures"].append(f"dr_recovery_drill from the vault ended {drill['state']}")
@@ -264,25 +270,15 @@ def make_attacker(
     # The policies in force: exactly those the sandbox gave the vault's roles, key and bucket
     # (include/iam/ rendered for this plan), the shipped SCP on the vault account, and an
     # administrator's rights in the workload account.
-    values = accounts.template_values(
+    world = iam_judge.load_vault_policies(
         plan,
-        vault_account=plan.vault.account_id,
-        kms_keys=dict(plan.vault.kms_keys),
-        evidence_bucket=plan.vault.evidence_bucket,
-        evidence_prefix=plan.vault.evidence_prefix,
-        workload_dr_key_arn=workload_dr_key_arn,
+        workload_account=accounts.WORKLOAD_ACCOUNT,
         external_id=external_id,
+        dr_key_arn=workload_dr_key_arn,
         recovery_external_id=recovery_external_id,
-        workload_principal_arn=workload_root,
-        # seed_vault's default: the vault account and the third account may recover.
-        recovery_principal_arns=[
-            f"arn:aws:iam::{plan.vault.account_id}:root",
-            f"arn:aws:iam::{accounts.THIRD_ACCOUNT}:root",
-        ],
     )
-    world = iam_judge.vault_world(
-        values, workload_admins=[workload_root], vault_snapshots=vault_snapshots
-    )
+    for snapshot_id in vault_snapshots:  # EBS snapshot ARNs do not name their account
+        world.own(attacks.ec2_snapshot_arn(plan.regions.dr, snapshot_id), plan.vault.account_id)
 
     def judge(principal: str, action: str, resource: str, context: Any) -> tuple[bool, str]:
         decision = world.judge(principal, action, resource, context)

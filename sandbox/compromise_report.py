@@ -107,8 +107,9 @@ def render(result: dict[str, Any]) -> str:
     drill = result.get("drill")
     if drill:
         lines.append(
-            f"Drill (vault)    {drill['state']}, {'passed' if drill['passed'] else 'FAILED'}; "
-            f"RTO {_seconds(drill['rto_seconds'])}; RPO {_seconds(drill['rpo_seconds'])}"
+            f"Drill (vault)    {drill['state']}, {'passed' if drill['passed'] else 'FAILED'}: "
+            f"{drill.get('verified') or 0} of {drill.get('resources') or 0} resource(s) "
+            f"verified; RTO {_seconds(drill['rto_seconds'])}; RPO {_seconds(drill['rpo_seconds'])}"
         )
     return "\n".join(lines)
 

@@ -67,7 +67,14 @@ def test_render_names_each_attack_where_it_landed_and_the_restore_figures() -> N
             "rpo_seconds": 300.0,
             "rpo_target_seconds": 93600.0,
         },
-        "drill": {"state": "success", "passed": True, "rto_seconds": 60.0, "rpo_seconds": 400.0},
+        "drill": {
+            "state": "success",
+            "passed": True,
+            "resources": 3,
+            "verified": 3,
+            "rto_seconds": 60.0,
+            "rpo_seconds": 400.0,
+        },
     }
     text = render(result)
     assert "on the vault    1 denied" in text
@@ -76,4 +83,4 @@ def test_render_names_each_attack_where_it_landed_and_the_restore_figures() -> N
     assert "workload: 1 call(s) worked; vault: 0 call(s) worked" in text
     assert "Vault changes    none" in text
     assert "RTO 95 s (target 3,600 s); RPO 300 s" in text
-    assert "Drill (vault)    success, passed" in text
+    assert "Drill (vault)    success, passed: 3 of 3 resource(s) verified; RTO 60 s" in text
