@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -36,11 +35,11 @@ VAULT_KEY_ALIAS = "alias/securedr-vault"
 #: External ids the sandbox's vault roles expect (Variables named by the plan's vault section).
 SANDBOX_EXTERNAL_ID = "securedr-sandbox-vault-intake"
 SANDBOX_RECOVERY_EXTERNAL_ID = "securedr-sandbox-vault-recovery"
+#: The vault-account role that may still change the vault's key and bucket (never SecureDR).
+BREAK_GLASS_ROLE = "securedr-vault-break-glass"
 #: Sid of the workload DR key's statement that lets the vault account copy shared snapshots.
 DR_KEY_VAULT_SID = "SecureDRVaultAccountCopiesSharedSnapshots"
 DR_KEY_VAULT_GRANT_SID = "SecureDRVaultAccountGrantsForSharedSnapshotCopies"
-
-IAM_DIR = Path(__file__).resolve().parents[1] / "include" / "iam"
 
 
 def _endpoint(endpoint_url: str | None) -> str | None:
@@ -85,90 +84,6 @@ def session(
 
 
 # -- the vault ---------------------------------------------------------------------------------
-
-
-def _template(name: str) -> str | None:
-    path = IAM_DIR / name
-    return path.read_text() if path.is_file() else None
-
-
-def _render(name: str, values: dict[str, Any], fallback: dict[str, Any]) -> dict[str, Any]:
-    """The shipped document ``include/iam/<name>`` rendered for the sandbox, or ``fallback``."""
-    text = _template(name)
-    if text is None:
-        return fallback
-    from securedr.core import iam
-
-    try:
-        return iam.render(text, values)
-    except iam.TemplateError as exc:
-        raise iam.TemplateError(
-            f"include/iam/{name}: {exc}; sandbox.accounts.template_values() names every value "
-            "the sandbox can fill"
-        ) from exc
-
-
-#: The vault-account role that may still change the vault's key and bucket (never SecureDR).
-BREAK_GLASS_ROLE = "securedr-vault-break-glass"
-
-
-def template_values(
-    plan: Any,
-    *,
-    vault_account: str,
-    kms_keys: dict[str, str],
-    evidence_bucket: str,
-    evidence_prefix: str,
-    workload_dr_key_arn: str,
-    external_id: str,
-    recovery_external_id: str,
-    workload_principal_arn: str,
-    recovery_principal_arns: list[str],
-) -> dict[str, Any]:
-    """The values the vault's policy templates (include/iam/securedr-vault-*.json) may name."""
-    dr = plan.regions.dr
-    roles = {
-        "IntakeRoleArn": f"arn:aws:iam::{vault_account}:role/{INTAKE_ROLE}",
-        "RetentionRoleArn": f"arn:aws:iam::{vault_account}:role/{RETENTION_ROLE}",
-        "RecoveryRoleArn": f"arn:aws:iam::{vault_account}:role/{RECOVERY_ROLE}",
-    }
-    return {
-        "AccountId": vault_account,
-        "VaultAccountId": vault_account,
-        "WorkloadAccountId": WORKLOAD_ACCOUNT,
-        "DrRegion": dr,
-        "Plan": plan.name,
-        "VaultKeyArn": kms_keys[dr],
-        "VaultKeyArns": sorted(kms_keys.values()),
-        "EvidenceBucket": evidence_bucket,
-        "VaultEvidenceBucket": evidence_bucket,
-        "EvidencePrefix": evidence_prefix,
-        "VaultEvidencePrefix": evidence_prefix,
-        "WorkloadDrKeyArn": workload_dr_key_arn,
-        "DrKeyArn": workload_dr_key_arn,
-        "ExternalId": external_id,
-        "RecoveryExternalId": recovery_external_id,
-        "WorkloadPrincipalArn": workload_principal_arn,
-        "AirflowPrincipalArn": workload_principal_arn,
-        "RecoveryPrincipalArn": recovery_principal_arns[0],
-        "RecoveryPrincipalArns": recovery_principal_arns,
-        # The recovery role lives where restores land (the vault account unless the plan
-        # names a role elsewhere); retention runs as the vault's own principal, and so does the
-        # one break-glass principal that may still change the vault's key and bucket.
-        "RecoveryAccountId": _recovery_account(plan, vault_account),
-        "RetentionPrincipalArn": f"arn:aws:iam::{vault_account}:root",
-        "BreakGlassPrincipalArn": f"arn:aws:iam::{vault_account}:role/{BREAK_GLASS_ROLE}",
-        # Same rule as securedr.core.iam.vault_policy_values: locks at least as long as kept.
-        "LockMinDays": str(plan.retention.keep_days),
-        **roles,
-    }
-
-
-def _recovery_account(plan: Any, vault_account: str) -> str:
-    vault = getattr(plan, "vault", None)
-    if vault is None:
-        return vault_account
-    return vault.recovery.role_arn.split(":")[4]
 
 
 def _trust(principals: list[str], external_id: str | None) -> dict[str, Any]:
@@ -270,13 +185,19 @@ def _ensure_vault_bucket(s3: Any, name: str, region: str, key_arn: str, days: in
         )
     # Object Lock needs versioning (it is switched on with the lock); said explicitly anyway.
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object_lock_configuration(
-        Bucket=name,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}},
-        },
+    wanted = {
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}},
+    }
+    current = s3.get_object_lock_configuration(Bucket=name).get("ObjectLockConfiguration", {})
+    retention = (current.get("Rule") or {}).get("DefaultRetention") or {}
+    same = (retention.get("Mode"), retention.get("Days"), retention.get("Years") or 0) == (
+        "COMPLIANCE",
+        days,
+        0,
     )
+    if not same:  # moto refuses any change once the bucket holds objects
+        s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
     s3.put_bucket_encryption(
         Bucket=name,
         ServerSideEncryptionConfiguration={
@@ -339,18 +260,88 @@ def dr_key_vault_statements(vault_account: str) -> list[dict[str, Any]]:
 
 
 def allow_vault_on_key(
-    region: str, key_id: str, vault_account: str, endpoint_url: str | None = None
+    region: str,
+    key_id: str,
+    vault_account: str,
+    endpoint_url: str | None = None,
+    *,
+    statements: list[dict[str, Any]] | None = None,
 ) -> str:
-    """Add (or refresh) the vault statements in a workload key's policy; returns the key ARN."""
+    """Add (or refresh, by Sid) the vault's statements in a workload key's policy.
+
+    ``statements`` default to :func:`dr_key_vault_statements` (the whole vault account);
+    :func:`seed_vault` passes the shipped ``include/iam/securedr-dr-key-vault-statement.json``
+    (the intake role only, through EBS and RDS). Returns the key ARN.
+    """
     kms = boto3.client("kms", region_name=region, endpoint_url=_endpoint(endpoint_url))
     arn = str(kms.describe_key(KeyId=key_id)["KeyMetadata"]["Arn"])
     policy = json.loads(kms.get_key_policy(KeyId=arn, PolicyName="default")["Policy"])
-    ours = dr_key_vault_statements(vault_account)
-    sids = {s["Sid"] for s in ours}
+    ours = statements if statements is not None else dr_key_vault_statements(vault_account)
+    sids = {s["Sid"] for s in ours} | {DR_KEY_VAULT_SID, DR_KEY_VAULT_GRANT_SID}
     policy["Statement"] = [s for s in policy.get("Statement", []) if s.get("Sid") not in sids]
     policy["Statement"].extend(ours)
     kms.put_key_policy(KeyId=arn, PolicyName="default", Policy=json.dumps(policy))
     return arn
+
+
+def _stand_in_documents(
+    account: str,
+    workload_principal: str,
+    external_id: str,
+    recovery_principals: list[str],
+    recovery_external_id: str,
+) -> dict[str, dict[str, Any]]:
+    """Minimal documents for a plan without a vault section (the contract's defaults)."""
+    return {
+        "intake-trust-policy": _trust([workload_principal], external_id),
+        "intake-policy": _placeholder_policy(
+            "BringCopiesIn",
+            [
+                "ec2:CopySnapshot",
+                "ec2:CreateTags",
+                "ec2:LockSnapshot",
+                "ec2:Describe*",
+                "rds:CopyDBSnapshot",
+                "rds:AddTagsToResource",
+                "rds:Describe*",
+                "kms:DescribeKey",
+                "kms:CreateGrant",
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "s3:PutObject",
+                "s3:PutObjectRetention",
+                "s3:GetObject*",
+                "s3:ListBucket*",
+            ],
+        ),
+        "retention-trust-policy": _trust([f"arn:aws:iam::{account}:root"], None),
+        "retention-policy": _placeholder_policy(
+            "DeleteExpiredCopies",
+            ["ec2:DeleteSnapshot", "ec2:Describe*", "rds:DeleteDBSnapshot", "rds:Describe*"],
+        ),
+        "recovery-trust-policy": _trust(recovery_principals, recovery_external_id),
+        "recovery-policy": _placeholder_policy(
+            "RestoreFromVaultCopies",
+            [
+                "ec2:CreateVolume",
+                "ec2:CreateTags",
+                "ec2:Describe*",
+                "rds:RestoreDBInstanceFromDBSnapshot",
+                "rds:AddTagsToResource",
+                "rds:Describe*",
+                "kms:DescribeKey",
+                "kms:CreateGrant",
+                "kms:Decrypt",
+                "kms:GenerateDataKey*",
+                "kms:ReEncrypt*",
+                "s3:GetObject*",
+                "s3:ListBucket*",
+            ],
+        ),
+        "key-policy": _default_key_policy(account),
+        "dr-key-vault-statement": {"Statement": dr_key_vault_statements(account)},
+    }
 
 
 def seed_vault(
@@ -364,70 +355,106 @@ def seed_vault(
     external_id: str = SANDBOX_EXTERNAL_ID,
     recovery_external_id: str = SANDBOX_RECOVERY_EXTERNAL_ID,
     workload_principal_arn: str | None = None,
-    recovery_principal_arns: list[str] | None = None,
+    retention_principal_arn: str | None = None,
+    recovery_principal_arn: str | None = None,
+    break_glass_principal_arn: str | None = None,
 ) -> dict[str, Any]:
     """Build ``plan``'s DR vault in the vault account; idempotent. Returns what it holds.
 
-    In the vault account (``plan.vault`` or the arguments; defaults per /work VAULT contract):
-    the roles ``securedr-vault-intake`` (trusted by the workload principal with ``external_id``),
-    ``securedr-vault-retention`` (trusted by the vault account only) and
-    ``securedr-vault-recovery`` (trusted by ``recovery_principal_arns``: the vault and third
-    accounts by default, never the workload); a customer managed key per DR Region (with the key
-    id of the ARN the plan names); the vault evidence bucket in the DR Region (versioned, Object
-    Lock with a COMPLIANCE default retention of ``plan.evidence_bucket.object_lock_days``,
-    SSE-KMS under the vault key, public access blocked). In the workload account: the DR key's
-    policy gains :func:`dr_key_vault_statements`. Policies come from
-    ``include/iam/securedr-vault-<intake|retention|recovery>[-trust]-policy.json`` and
-    ``include/iam/securedr-vault-key-policy.json`` when they exist, else from minimal stand-ins.
+    With a ``vault`` section, everything comes from the plan and the documents shipped in
+    ``include/iam`` (rendered by :func:`securedr.core.iam.vault_policy_values`, which refuses a
+    vault that the workload account could reach); ``account_id``, ``kms_keys``,
+    ``evidence_bucket`` and ``evidence_prefix`` are then refused. Without one, the contract's
+    defaults (vault account 222222222222, a new key per DR Region, bucket
+    ``securedr-vault-evidence-<account>``) and minimal stand-in documents are used.
+
+    Built in the vault account: the roles ``securedr-vault-intake`` (trusted by
+    ``workload_principal_arn``, default the workload account's root, with ``external_id``),
+    ``securedr-vault-retention`` (trusted by ``retention_principal_arn``, default the vault
+    account's root) and ``securedr-vault-recovery`` (trusted by ``recovery_principal_arn``,
+    default the vault's ``OrganizationAccountAccessRole``, never the workload); a customer
+    managed key per DR Region (with the key id of the ARN the plan names) under the vault key
+    policy; the vault evidence bucket in the DR Region (versioned, Object Lock with a COMPLIANCE
+    default retention of ``plan.evidence_bucket.object_lock_days``, SSE-KMS under the vault key,
+    public access blocked). The vault bucket policy is returned, not put on the bucket (see the
+    comment below). In the workload account: the DR key's policy gains the vault statement.
     """
     from sandbox.estate import ensure_key
+    from securedr.core import iam as iam_docs
 
     vault = getattr(plan, "vault", None)
-    account = account_id or (vault.account_id if vault else VAULT_ACCOUNT)
-    dr = plan.regions.dr
-    wanted_keys = dict(kms_keys or (vault.kms_keys if vault else {}) or {dr: ""})
-    bucket = evidence_bucket or (
-        vault.evidence_bucket if vault else f"securedr-vault-evidence-{account}"
-    )
-    prefix = evidence_prefix or (vault.evidence_prefix if vault else "securedr")
-    workload_principal = workload_principal_arn or f"arn:aws:iam::{WORKLOAD_ACCOUNT}:root"
-    recovery_principals = recovery_principal_arns or [
-        f"arn:aws:iam::{account}:root",
-        f"arn:aws:iam::{THIRD_ACCOUNT}:root",
-    ]
+    if vault is not None and (account_id or kms_keys or evidence_bucket or evidence_prefix):
+        raise ValueError(
+            "the plan has a vault section: its account, keys and bucket come from the plan; "
+            "pass account_id/kms_keys/evidence_bucket/evidence_prefix only for a plan without one"
+        )
+    account = vault.account_id if vault else (account_id or VAULT_ACCOUNT)
     if account == WORKLOAD_ACCOUNT:
         raise ValueError(f"the vault account must not be the workload account {account}")
+    dr = plan.regions.dr
+    wanted_keys = dict(vault.kms_keys if vault else (kms_keys or {dr: ""}))
+    bucket = (
+        vault.evidence_bucket if vault else evidence_bucket or f"securedr-vault-evidence-{account}"
+    )
+    prefix = vault.evidence_prefix if vault else (evidence_prefix or "securedr")
+    admin = f"arn:aws:iam::{account}:role/{ADMIN_ROLE_NAME}"
+    workload_principal = workload_principal_arn or f"arn:aws:iam::{WORKLOAD_ACCOUNT}:root"
+    recovery_principal = recovery_principal_arn or admin
+    for region, arn in wanted_keys.items():
+        parts = arn.split(":") if arn else []
+        if arn and (len(parts) != 6 or parts[3] != region or parts[4] != account):
+            raise ValueError(
+                f"vault.kms_keys.{region} is {arn!r}: expected a key ARN in {region} of the vault "
+                f"account {account}"
+            )
+
+    dr_key_arn = str(
+        boto3.client("kms", region_name=dr, endpoint_url=_endpoint(endpoint_url)).describe_key(
+            KeyId=ensure_key(dr, plan.kms_key(dr), endpoint_url)
+        )["KeyMetadata"]["Arn"]
+    )
+    if vault is not None:
+        values = iam_docs.vault_policy_values(
+            plan,
+            workload_account_id=WORKLOAD_ACCOUNT,
+            dr_key_arn=dr_key_arn,
+            airflow_principal_arn=workload_principal,
+            external_id=external_id,
+            # Retention runs as the vault's own principal; one break-glass role of the vault
+            # may still change the vault's key and bucket.
+            retention_principal_arn=retention_principal_arn or f"arn:aws:iam::{account}:root",
+            recovery_principal_arn=recovery_principal,
+            recovery_external_id=recovery_external_id,
+            break_glass_principal_arn=break_glass_principal_arn
+            or f"arn:aws:iam::{account}:role/{BREAK_GLASS_ROLE}",
+        )
+        documents = {name: iam_docs.render_vault(name, values) for name in iam_docs.VAULT_TEMPLATES}
+    else:
+        documents = _stand_in_documents(
+            account, workload_principal, external_id, [recovery_principal], recovery_external_id
+        )
 
     # Workload side: the DR key the intermediate copies are made under lets the vault use it.
-    dr_key_arn = allow_vault_on_key(
-        dr, ensure_key(dr, plan.kms_key(dr), endpoint_url), account, endpoint_url
+    allow_vault_on_key(
+        dr,
+        dr_key_arn,
+        account,
+        endpoint_url,
+        statements=documents["dr-key-vault-statement"]["Statement"],
     )
 
     vault_session = session(account, endpoint_url)
     endpoint = _endpoint(endpoint_url)
-    common = {
-        "vault_account": account,
-        "evidence_bucket": bucket,
-        "evidence_prefix": prefix,
-        "workload_dr_key_arn": dr_key_arn,
-        "external_id": external_id,
-        "recovery_external_id": recovery_external_id,
-        "workload_principal_arn": workload_principal,
-        "recovery_principal_arns": recovery_principals,
+    key_arns = {
+        region: _ensure_vault_key(
+            vault_session.client("kms", region_name=region, endpoint_url=endpoint),
+            account,
+            region,
+            arn or None,
+            documents["key-policy"],
+        )
+        for region, arn in wanted_keys.items()
     }
-    # A key policy may name the key itself: before it exists, by the ARN pattern of the account.
-    named = {r: a or f"arn:aws:kms:{r}:{account}:key/*" for r, a in wanted_keys.items()}
-    key_policy = _render(
-        "securedr-vault-key-policy.json",
-        template_values(plan, kms_keys=named, **common),
-        _default_key_policy(account),
-    )
-    key_arns: dict[str, str] = {}
-    for region, arn in wanted_keys.items():
-        kms = vault_session.client("kms", region_name=region, endpoint_url=endpoint)
-        key_arns[region] = _ensure_vault_key(kms, account, region, arn or None, key_policy)
-
-    values = template_values(plan, kms_keys=key_arns, **common)
     s3 = vault_session.client("s3", region_name=dr, endpoint_url=endpoint)
     _ensure_vault_bucket(
         s3,
@@ -436,68 +463,25 @@ def seed_vault(
         key_arns.get(dr) or next(iter(key_arns.values())),
         plan.evidence_bucket.object_lock_days,
     )
+    # The vault bucket policy is not put on the sandbox bucket: moto judges a bucket policy's
+    # statements on object requests without their conditions, so "DenyInsecureTransport" (the
+    # sandbox speaks plain HTTP) would refuse every request. The shipped policy is returned for
+    # the IAM evaluator of the shipped documents (tests/iam_eval) to judge instead.
 
     iam = vault_session.client("iam", region_name=dr, endpoint_url=endpoint)
-    fallbacks = {
-        INTAKE_ROLE: (
-            _trust([workload_principal], external_id),
-            _placeholder_policy(
-                "BringCopiesIn",
-                [
-                    "ec2:CopySnapshot",
-                    "ec2:CreateTags",
-                    "ec2:LockSnapshot",
-                    "ec2:Describe*",
-                    "rds:CopyDBSnapshot",
-                    "rds:AddTagsToResource",
-                    "rds:Describe*",
-                    "kms:DescribeKey",
-                    "kms:CreateGrant",
-                    "kms:Encrypt",
-                    "kms:GenerateDataKey*",
-                    "kms:ReEncrypt*",
-                    "s3:PutObject",
-                    "s3:PutObjectRetention",
-                    "s3:GetObject*",
-                    "s3:ListBucket*",
-                ],
-            ),
-        ),
-        RETENTION_ROLE: (
-            _trust([f"arn:aws:iam::{account}:root"], None),
-            _placeholder_policy(
-                "DeleteExpiredCopies",
-                ["ec2:DeleteSnapshot", "ec2:Describe*", "rds:DeleteDBSnapshot", "rds:Describe*"],
-            ),
-        ),
-        RECOVERY_ROLE: (
-            _trust(recovery_principals, recovery_external_id),
-            _placeholder_policy(
-                "RestoreFromVaultCopies",
-                [
-                    "ec2:CreateVolume",
-                    "ec2:CreateTags",
-                    "ec2:Describe*",
-                    "rds:RestoreDBInstanceFromDBSnapshot",
-                    "rds:AddTagsToResource",
-                    "rds:Describe*",
-                    "kms:DescribeKey",
-                    "kms:CreateGrant",
-                    "kms:Decrypt",
-                    "kms:GenerateDataKey*",
-                    "kms:ReEncrypt*",
-                    "s3:GetObject*",
-                    "s3:ListBucket*",
-                ],
-            ),
-        ),
+    role_arns = {
+        name: _ensure_role(
+            iam,
+            name,
+            documents[f"{short}-trust-policy"],
+            documents[f"{short}-policy"],
+        )
+        for name, short in (
+            (INTAKE_ROLE, "intake"),
+            (RETENTION_ROLE, "retention"),
+            (RECOVERY_ROLE, "recovery"),
+        )
     }
-    role_arns: dict[str, str] = {}
-    for name, (trust, policy) in fallbacks.items():
-        trust = _render(f"{name}-trust-policy.json", values, trust)
-        policy = _render(f"{name}-policy.json", values, policy)
-        role_arns[name] = _ensure_role(iam, name, trust, policy)
-
     return {
         "account_id": account,
         "role_arn": role_arns[INTAKE_ROLE],
@@ -515,4 +499,5 @@ def seed_vault(
         "workload_dr_key_arn": dr_key_arn,
         "external_id": external_id,
         "recovery_external_id": recovery_external_id,
+        "evidence_bucket_policy": documents.get("evidence-bucket-policy"),
     }

@@ -68,6 +68,8 @@ def snapshot(**overrides):
             {"Key": "securedr:source-id", "Value": "vol-0123456789abcdef0"},
             {"Key": "securedr:kind", "Value": "ebs"},
             {"Key": "securedr:run-id", "Value": RUN},
+            {"Key": "securedr:role", "Value": "vault-copy"},
+            {"Key": "securedr:source-snapshot", "Value": "snap-0aaaaaaaaaaaaaaaa"},
         ],
         **overrides,
     }
@@ -160,6 +162,23 @@ def test_a_sound_locked_vault_copy_has_no_problem():
             LOCKED,
             (),
             "securedr:source-id=vol-other",
+        ),
+        (
+            snapshot(Tags=[*snapshot()["Tags"][:5], {"Key": "securedr:role", "Value": "dr-copy"}]),
+            LOCKED,
+            (),
+            "securedr:role=dr-copy",
+        ),
+        (
+            snapshot(
+                Tags=[
+                    *snapshot()["Tags"][:5],
+                    {"Key": "securedr:source-snapshot", "Value": "snap-0bbbbbbbbbbbbbbbb"},
+                ]
+            ),
+            LOCKED,
+            (),
+            "securedr:source-snapshot=snap-0bbbbbbbbbbbbbbbb",
         ),
         (snapshot(), None, (), "NOT locked"),
         (snapshot(), {"LockState": "governance"}, (), "not a compliance-mode lock"),

@@ -9,19 +9,24 @@ through the harness (tests/restore/conftest.py), under the vault recovery role.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import boto3
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowFailException
 
 from tests.iam_eval import recorded_requests
 from tests.restore.conftest import Harness, make_backup
 from tests.restore.vault import (
     DR,
+    POLICY_GAPS,
     VAULT_ACCOUNT,
     client,
     lose_the_workload_account,
     make_vault_copy,
+    recovery_denials,
     recovery_sessions,
     vault_manifest,
 )
@@ -96,6 +101,11 @@ def test_the_vault_restores_the_estate_when_the_workload_account_is_lost(
     assert {sessions.get(c.access_key) for c in work} == {vault.recovery_role_arn}, {
         (c.service, c.operation, c.access_key) for c in work if c.access_key not in sessions
     }
+
+    # ... and every one of them is allowed by the shipped vault recovery policy, but for the
+    # read-only checks the policy does not grant yet (POLICY_GAPS).
+    denials = recovery_denials(calls, vault, estate)
+    assert {operation for operation, _, _ in denials} <= POLICY_GAPS, denials
 
     # The audit trail of the run is in the vault evidence bucket, from request to confirmation.
     actions = [e.action for e in _vault_audit(vault)]
@@ -221,3 +231,40 @@ def test_without_a_vault_the_restore_source_is_the_workload(restore_plan):
 def test_with_a_vault_the_restore_source_is_the_vault_unless_asked(vault):
     assert Harness().initiate()["request"]["source"] == "vault"
     assert Harness(params={"source": "workload"}).initiate()["request"]["source"] == "workload"
+
+
+def test_the_approvers_see_that_the_restore_is_from_the_vault(vault):
+    from securedr.core.restore_request import RestoreRequest
+    from securedr.operators.access import approval_body
+
+    harness = Harness()
+    request = RestoreRequest.from_dict(harness.initiate()["request"])
+    body = approval_body(request, "alice", vault.plan.name, "manual__x")
+    assert "| Restore from | the VAULT (vault copies" in body
+
+
+def test_a_failed_vault_restore_notifies_only_through_the_recovery_account(vault, monkeypatch):
+    """dr_restore's failure callback: never the workload connection or topic for a vault run;
+    a topic of the recovery account is published to under the vault recovery role."""
+    from securedr.core.plan import load_plan
+    from securedr.notifiers.sns import SnsNotifier
+    from tests.restore.conftest import make_context
+
+    context = make_context(params={"source": "vault"})
+    notifier = SnsNotifier(subject="SecureDR restore FAILED", message="failed at a step")
+    with recorded_requests() as calls:
+        assert notifier.notify(context) is None  # the plan's topic is the workload account's
+    assert calls == []
+
+    topic = client("sns", VAULT_ACCOUNT).create_topic(Name="securedr-recovery")["TopicArn"]
+    path = Path(os.environ["SECUREDR_PLAN"])
+    data = yaml.safe_load(path.read_text())
+    data["notifications"]["sns_topic_arn"] = topic
+    path.write_text(yaml.safe_dump(data))
+    assert load_plan(path).notifications.sns_topic_arn == topic
+    with recorded_requests() as calls:
+        assert notifier.notify(context)
+    sessions = recovery_sessions()
+    [publish] = [c for c in calls if c.operation == "Publish"]
+    assert publish.params["TopicArn"] == topic
+    assert sessions[publish.access_key] == vault.recovery_role_arn

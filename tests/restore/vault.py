@@ -33,22 +33,13 @@ LOCK_COOL_OFF_HOURS = 24
 
 
 def account_credentials(account_id: str) -> dict[str, str]:
-    """Credentials of an administrator principal of ``account_id`` in the sandbox.
+    """Credentials of an administrator principal of ``account_id`` in the sandbox (moto serves
+    a request from the account its access key belongs to)."""
+    from sandbox import accounts
 
-    moto serves a request from the account its access key belongs to; an AssumeRole into a role
-    ARN of another account returns keys of that account (moto's multi-account support).
-    """
     if account_id == WORKLOAD_ACCOUNT:
         return {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    sts = boto3.client("sts", region_name=DR)
-    creds = sts.assume_role(
-        RoleArn=f"arn:aws:iam::{account_id}:role/sandbox-admin", RoleSessionName="sandbox"
-    )["Credentials"]
-    return {
-        "aws_access_key_id": creds["AccessKeyId"],
-        "aws_secret_access_key": creds["SecretAccessKey"],
-        "aws_session_token": creds["SessionToken"],
-    }
+    return accounts.credentials(account_id)
 
 
 def client(service: str, account_id: str, region: str = DR) -> Any:
@@ -115,6 +106,12 @@ def seed_vault(plan, monkeypatch, *, account_id: str = VAULT_ACCOUNT) -> Vault:
         ),
     )
     monkeypatch.setenv("AIRFLOW_VAR_SECUREDR_VAULT_RECOVERY_EXTERNAL_ID", RECOVERY_EXTERNAL_ID)
+    # Clients are kept per connection for the process: forget any built with an earlier
+    # test's (now reset) recovery credentials.
+    from securedr.aws import clients as aws_clients
+
+    for cached in [k for k in aws_clients._CLIENTS if k[0] == RECOVERY_CONN]:
+        aws_clients._CLIENTS.pop(cached, None)
     ec2 = client("ec2", account_id)
     vpc = ec2.create_vpc(CidrBlock="10.60.0.0/16")["Vpc"]["VpcId"]
     subnets = [
@@ -160,16 +157,31 @@ def write_vault_plan(path: Path, vault: Vault, *, recovery_role_arn: str | None 
 
 
 def _vault_tags(plan_name: str, point: dict[str, Any], run_id: str) -> list[dict[str, str]]:
-    from securedr.core.model import TAG_KIND, TAG_MANAGED, TAG_PLAN, TAG_RUN_ID, TAG_SOURCE_ID
+    """The tags the nightly gives a vault copy (securedr.core.vault.vault_tags)."""
+    from securedr.core.model import dict_to_tags
+    from securedr.core.restore import point_from_manifest
+    from securedr.core.vault import vault_tags
 
-    tags = {
-        TAG_MANAGED: "true",
-        TAG_PLAN: plan_name,
-        TAG_RUN_ID: run_id,
-        TAG_KIND: point["kind"],
-        TAG_SOURCE_ID: point["source_id"],
-    }
-    return [{"Key": k, "Value": v} for k, v in tags.items()]
+    return dict_to_tags(
+        vault_tags(point_from_manifest(point, run_id), plan=plan_name, run_id=run_id)
+    )
+
+
+def _until_done(state: Any, done: str, timeout: float = 60.0) -> None:
+    """Wait until ``state()`` is ``done`` (the sandbox's copies take seconds, as AWS's take
+    minutes); describes right after a create may not find it yet (eventual consistency)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if state() == done:
+                return
+        except Exception as exc:  # not visible yet
+            last = exc  # noqa: F841
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not {done} after {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 def make_vault_copy(
@@ -181,9 +193,12 @@ def make_vault_copy(
     key_arn: str | None = None,
     lock: bool = True,
 ) -> dict[str, Any]:
-    """A vault copy of ``point`` in the vault account; returns its manifest ``vault`` entry."""
+    """A vault copy of ``point`` in the vault account; returns its manifest ``vault`` entry,
+    built by the nightly's own securedr.core.vault.vault_entry."""
+    from securedr.core.restore import point_from_manifest
+    from securedr.core.vault import rds_vault_identifier, vault_entry
+
     key = key_arn or vault.key_arn
-    created = datetime.now(UTC).replace(microsecond=0)
     if point["kind"] == "ebs":
         ec2 = client("ec2", vault.account_id)
         volume = ec2.create_volume(
@@ -199,31 +214,32 @@ def make_vault_copy(
                 {"ResourceType": "snapshot", "Tags": _vault_tags(plan_name, point, run_id)}
             ],
         )["SnapshotId"]
+        _until_done(
+            lambda: ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]["State"],
+            "completed",
+        )
         ec2.delete_snapshot(SnapshotId=staged)
         ec2.delete_volume(VolumeId=volume)
-        lock_entry = None
+        info = None
         if lock:
-            locked = ec2.lock_snapshot(
+            ec2.lock_snapshot(
                 SnapshotId=snapshot_id,
                 LockMode="compliance",
                 CoolOffPeriod=LOCK_COOL_OFF_HOURS,
                 LockDuration=15,
             )
-            lock_entry = {
-                "mode": "compliance",
-                "cool_off_hours": LOCK_COOL_OFF_HOURS,
-                "expires_on": locked["LockExpiresOn"].isoformat(),
-            }
-        entry = {
-            "account_id": vault.account_id,
-            "region": DR,
-            "kind": "ebs",
-            "snapshot_id": snapshot_id,
-            "kms_key_arn": key,
-            "created_at": created.isoformat(),
-            "lock": lock_entry,
-            "verified": True,
-        }
+            [info] = ec2.describe_locked_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        described = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"][0]
+        entry = vault_entry(
+            point_from_manifest(point, run_id),
+            described,
+            account_id=vault.account_id,
+            region=DR,
+            kms_key_arn=key,
+            vault_snapshot_id=snapshot_id,
+            lock=info,
+            problems=[],
+        )
     else:
         rds = client("rds", vault.account_id)
         staging = f"vault-staging-{point['source_id']}"[:63]
@@ -243,26 +259,33 @@ def make_vault_copy(
         rds.create_db_snapshot(
             DBInstanceIdentifier=staging, DBSnapshotIdentifier=f"{staging}-staged"
         )
-        identifier = f"{point['dr_snapshot_id']}-vault"
+        identifier = rds_vault_identifier(point["dr_snapshot_id"], WORKLOAD_ACCOUNT)
         copy = rds.copy_db_snapshot(
             SourceDBSnapshotIdentifier=f"{staging}-staged",
             TargetDBSnapshotIdentifier=identifier,
             KmsKeyId=key,
             Tags=_vault_tags(plan_name, point, run_id),
         )["DBSnapshot"]
+        _until_done(
+            lambda: rds.describe_db_snapshots(DBSnapshotIdentifier=identifier)["DBSnapshots"][0][
+                "Status"
+            ],
+            "available",
+        )
         rds.delete_db_snapshot(DBSnapshotIdentifier=f"{staging}-staged")
         rds.delete_db_instance(DBInstanceIdentifier=staging, SkipFinalSnapshot=True)
-        entry = {
-            "account_id": vault.account_id,
-            "region": DR,
-            "kind": "rds",
-            "db_snapshot_identifier": identifier,
-            "arn": copy["DBSnapshotArn"],
-            "kms_key_arn": key,
-            "created_at": created.isoformat(),
-            "lock": None,
-            "verified": True,
-        }
+        described = rds.describe_db_snapshots(DBSnapshotIdentifier=identifier)["DBSnapshots"][0]
+        assert described["DBSnapshotArn"] == copy["DBSnapshotArn"]
+        entry = vault_entry(
+            point_from_manifest(point, run_id),
+            described,
+            account_id=vault.account_id,
+            region=DR,
+            kms_key_arn=key,
+            vault_snapshot_id=identifier,
+            lock=None,
+            problems=[],
+        )
     vault.copies[point["source_id"]] = entry
     return entry
 
@@ -272,16 +295,15 @@ def vault_manifest(backup, vault: Vault, private_key: bytes, plan) -> dict[str, 
     ``vault`` section, written to the vault evidence bucket under the manifest's key."""
     from securedr.aws.evidence import EvidenceStore
     from securedr.core.signing import sign_document
+    from securedr.core.vault import manifest_vault
 
     payload = json.loads(json.dumps(backup.document["payload"]))
     for point in payload["recovery_points"]:
         if point["source_id"] in vault.copies:
             point["vault"] = vault.copies[point["source_id"]]
-    payload["vault"] = {
-        "account_id": vault.account_id,
-        "evidence_bucket": vault.bucket,
-        "kms_keys": {DR: vault.key_arn},
-    }
+    payload["vault"] = manifest_vault(
+        account_id=vault.account_id, evidence_bucket=vault.bucket, kms_keys={DR: vault.key_arn}
+    )
     document = sign_document(payload, private_key)
     store = EvidenceStore(
         client("s3", vault.account_id),
@@ -358,3 +380,104 @@ def vault_backup(vault, estate, signing_keys):
         make_vault_copy(vault, plan.name, point, backup.run_id)
     backup.vault_document = vault_manifest(backup, vault, signing_keys[0], plan)
     return backup
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+RECOVERY_USER = "securedr-vault-recovery-operator"
+
+#: Read-only calls a restore from the vault makes that include/iam/securedr-vault-recovery-
+#: policy.json does not grant yet: the lock check (the vault copy must be under a compliance
+#: lock) and the sharing checks (a vault copy shared with anyone is refused). On AWS the role
+#: needs them - ec2:DescribeLockedSnapshots (no resource-level permissions: "*"),
+#: ec2:DescribeSnapshotAttribute on arn:aws:ec2:<dr>::snapshot/*, and
+#: rds:DescribeDBSnapshotAttributes on arn:aws:rds:<dr>:<vault account>:snapshot:securedr-* -
+#: or the restore refuses (AccessDenied) before restoring anything.
+POLICY_GAPS = frozenset(
+    {
+        "ec2:DescribeLockedSnapshots",
+        "ec2:DescribeSnapshotAttribute",
+        "rds:DescribeDBSnapshotAttributes",
+    }
+)
+
+
+def recovery_denials(calls: list[Any], vault: Vault, estate) -> list[tuple[str, str, str]]:
+    """Every (operation, IAM action, resource) of the recorded ``calls`` that the shipped
+    vault recovery role's policy (include/iam/securedr-vault-recovery-policy.json, rendered for
+    the test plan) does not allow; ``[]`` means every call is allowed.
+
+    Calls the policy judge maps (sandbox.iam_judge: S3, KMS, STS, snapshot and restore calls)
+    are judged with their conditions - the vault copies' tags included - against every policy
+    in force around the vault (identity, trust, key and bucket policies, the SCP); the drill's
+    network calls, which it does not map, are matched against the recovery policy's
+    statements with tests/iam_eval (actions and resources; conditions not evaluated), with the
+    ARNs in the account the calls were made in.
+    """
+    from sandbox.iam_judge import Principal, judge_call, vault_world
+    from securedr.core import iam
+    from securedr.core.model import TAG_MANAGED, TAG_PLAN
+    from tests import iam_eval
+
+    plan = vault.plan
+    values = iam.vault_policy_values(
+        plan,
+        workload_account_id=WORKLOAD_ACCOUNT,
+        dr_key_arn=estate.key_arns[DR],
+        airflow_principal_arn=f"arn:aws:iam::{WORKLOAD_ACCOUNT}:role/securedr-airflow",
+        external_id="intake-external-id-0001",
+        retention_principal_arn=f"arn:aws:iam::{vault.account_id}:role/retention-operator",
+        recovery_principal_arn=f"arn:aws:iam::{vault.account_id}:user/{RECOVERY_USER}",
+        recovery_external_id=RECOVERY_EXTERNAL_ID,
+        break_glass_principal_arn=f"arn:aws:iam::{vault.account_id}:role/break-glass",
+    )
+    snapshots = [e["snapshot_id"] for e in vault.copies.values() if e["kind"] == "ebs"]
+    world = vault_world(values, vault_snapshots=snapshots)
+    policy = iam.render_vault("recovery-policy", values)
+    copy_tags = {TAG_MANAGED: "true", TAG_PLAN: plan.name}
+    sessions = recovery_sessions()
+    denied: list[tuple[str, str, str]] = []
+    for call in calls:
+        name = f"{call.service}:{call.operation}"
+        if (call.service, call.operation) == ("sts", "AssumeRole"):
+            caller = Principal(f"arn:aws:iam::{vault.account_id}:user/{RECOVERY_USER}")
+        else:
+            caller = Principal(
+                sessions.get(call.access_key, f"arn:aws:iam::{WORKLOAD_ACCOUNT}:root")
+            )
+        tags = (
+            copy_tags
+            if call.operation in ("CreateVolume", "RestoreDBInstanceFromDBSnapshot")
+            else None
+        )
+        try:
+            decision = judge_call(
+                world,
+                caller,
+                call.service,
+                call.operation,
+                call.params,
+                region=call.region,
+                account=vault.account_id,
+                resource_tags=tags,
+            )
+        except ValueError:
+            decision = None
+        if decision is not None:
+            if not decision.allowed:
+                denied.append((name, decision.reason, ""))
+            continue
+        for action, resource in iam_eval.authorizations(
+            iam_eval.Request(
+                service=call.service,
+                operation=call.operation,
+                params=call.params,
+                region=call.region,
+                access_key=call.access_key,
+            )
+        ):
+            resource = resource.replace(f":{WORKLOAD_ACCOUNT}:", f":{vault.account_id}:")
+            if not iam_eval.allowed(policy, action, resource):
+                denied.append((name, action, resource))
+    return sorted(set(denied))

@@ -109,7 +109,8 @@ def test_credentials_refuse_a_malformed_account(aws):
 
 def test_seed_vault_builds_the_vault_in_the_vault_account(aws, vault_plan):
     first = accounts.seed_vault(vault_plan, aws)
-    again = accounts.seed_vault(vault_plan, aws)
+    _client("s3", VAULT).put_object(Bucket=first["evidence_bucket"], Key="securedr/x", Body=b"x")
+    again = accounts.seed_vault(vault_plan, aws)  # also once the vault holds evidence
     assert first == again  # idempotent
 
     assert first["account_id"] == VAULT
@@ -152,8 +153,12 @@ def test_seed_vault_builds_the_vault_in_the_vault_account(aws, vault_plan):
         ]
     )
     sids = [s.get("Sid") for s in policy["Statement"]]
-    assert sids.count(accounts.DR_KEY_VAULT_SID) == 1  # refreshed, not duplicated
-    assert accounts.DR_KEY_VAULT_GRANT_SID in sids
+    # The shipped statement (include/iam/securedr-dr-key-vault-statement.json), once.
+    assert sids.count("VaultIntakeCopiesSharedDrCopiesThroughEbsRds") == 1
+    assert "VaultIntakeGrantsOnlyToEbsAndRds" in sids
+    # The shipped vault bucket policy, rendered for the IAM evaluator (not put on the bucket).
+    sids = {s.get("Sid") for s in first["evidence_bucket_policy"]["Statement"]}
+    assert "IntakeWritesVaultEvidenceUnderItsPrefix" in sids
 
 
 def test_seed_vault_without_a_vault_section_uses_the_contract_defaults(aws, plan):
@@ -163,6 +168,11 @@ def test_seed_vault_without_a_vault_section_uses_the_contract_defaults(aws, plan
     assert seeded["evidence_bucket"] == f"securedr-vault-evidence-{VAULT}"
     assert seeded["kms_keys"][DR].startswith(f"arn:aws:kms:{DR}:{VAULT}:key/")
     assert accounts.seed_vault(plan, aws)["kms_keys"] == seeded["kms_keys"]
+
+
+def test_seed_vault_takes_a_vault_plan_as_it_is(aws, vault_plan):
+    with pytest.raises(ValueError, match="vault section"):
+        accounts.seed_vault(vault_plan, aws, account_id=accounts.THIRD_ACCOUNT)
 
 
 def test_seed_vault_refuses_a_key_arn_outside_the_vault_account(aws, plan):
@@ -187,6 +197,59 @@ def test_intake_role_can_be_assumed_from_the_workload_with_its_external_id(aws, 
         aws_session_token=creds["SessionToken"],
     ).get_caller_identity()
     assert identity["Account"] == VAULT
+
+
+def _intake(seeded: dict) -> dict[str, str]:
+    """Credentials of the intake role, assumed from the workload as the nightly does."""
+    answer = _client("sts").assume_role(
+        RoleArn=seeded["role_arn"],
+        RoleSessionName="securedr-vault",
+        ExternalId=seeded["external_id"],
+    )["Credentials"]
+    return {
+        "aws_access_key_id": answer["AccessKeyId"],
+        "aws_secret_access_key": answer["SecretAccessKey"],
+        "aws_session_token": answer["SessionToken"],
+    }
+
+
+def test_the_seeded_vault_lets_the_intake_role_copy_and_no_one_else(aws, vault_plan):
+    """The shipped DR key statement names the intake role, through EBS and RDS only."""
+    seeded = accounts.seed_vault(vault_plan, aws)
+    shared = _shared_dr_copy(_client("ec2"), seeded["workload_dr_key_arn"])
+    vault_key = seeded["kms_keys"][DR]
+    intake = boto3.client("ec2", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    copy_id = intake.copy_snapshot(SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key)[
+        "SnapshotId"
+    ]
+    admin = _client("ec2", VAULT)  # a vault administrator, not the intake role
+    other = admin.copy_snapshot(SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key)[
+        "SnapshotId"
+    ]
+    states = {
+        s["SnapshotId"]: s["State"]
+        for s in admin.describe_snapshots(SnapshotIds=[copy_id, other])["Snapshots"]
+    }
+    assert states == {copy_id: "completed", other: "error"}
+
+    arn = _shared_db_snapshot(seeded["workload_dr_key_arn"])
+    rds = boto3.client("rds", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    copy = rds.copy_db_snapshot(
+        SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="vault-copy", KmsKeyId=vault_key
+    )["DBSnapshot"]
+    assert copy["KmsKeyId"] == vault_key
+    with pytest.raises(ClientError) as exc:
+        _client("rds", VAULT).copy_db_snapshot(
+            SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="other", KmsKeyId=vault_key
+        )
+    assert _error(exc)[0] == "KMSKeyNotAccessibleFault"
+    # The intake role may describe the workload key (the shipped statement says so), not use it
+    # directly outside EBS and RDS.
+    kms = boto3.client("kms", region_name=DR, config=NO_RETRIES, **_intake(seeded))
+    assert kms.describe_key(KeyId=seeded["workload_dr_key_arn"])["KeyMetadata"]["Enabled"]
+    with pytest.raises(ClientError) as exc:
+        kms.generate_data_key(KeyId=seeded["workload_dr_key_arn"], KeySpec="AES_256")
+    assert _error(exc)[0] == "AccessDeniedException"
 
 
 # -- EBS -----------------------------------------------------------------------------------------
@@ -355,9 +418,13 @@ def test_locks_are_per_account(aws):
 # -- RDS -----------------------------------------------------------------------------------------
 
 
-def _shared_db_snapshot(kms_key: str | None, *, share: bool = True) -> str:
+def _shared_db_snapshot(
+    kms_key: str | None, *, share: bool = True, encrypted_by_default: bool = False
+) -> str:
     rds = _client("rds")
-    kwargs = {"StorageEncrypted": True, "KmsKeyId": kms_key} if kms_key else {}
+    kwargs: dict = {"StorageEncrypted": True, "KmsKeyId": kms_key} if kms_key else {}
+    if encrypted_by_default:
+        kwargs = {"StorageEncrypted": True}  # under the account's aws/rds key
     rds.create_db_instance(
         DBInstanceIdentifier="orders-db",
         DBInstanceClass="db.t4g.micro",
@@ -550,3 +617,82 @@ def test_a_failed_copy_cannot_be_locked_and_loses_a_lock_taken_while_pending(aws
         vault.lock_snapshot(SnapshotId=copy_id, LockMode="compliance", LockDuration=1)
     assert _error(exc)[0] == "IncorrectState"
     vault.delete_snapshot(SnapshotId=copy_id)  # a failed copy can be cleaned up
+
+
+def test_vault_copies_restore_after_the_workload_lost_everything(aws):
+    """The compromise case: the workload deletes its volumes, DB and snapshots and disables its
+    key; the vault still restores from its own copies, under its own key."""
+    kms, ec2, rds = _client("kms"), _client("ec2"), _client("rds")
+    dr_key = _workload_key(kms, vault_may_use=True)
+    shared = _shared_dr_copy(ec2, dr_key)
+    db_arn = _shared_db_snapshot(dr_key)
+    vault_key = _vault_key()
+    vault_ec2, vault_rds = _client("ec2", VAULT), _client("rds", VAULT)
+    ebs_copy = vault_ec2.copy_snapshot(
+        SourceSnapshotId=shared, SourceRegion=DR, KmsKeyId=vault_key
+    )["SnapshotId"]
+    vault_rds.copy_db_snapshot(
+        SourceDBSnapshotIdentifier=db_arn, TargetDBSnapshotIdentifier="vault-db", KmsKeyId=vault_key
+    )
+
+    for snapshot in ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]:
+        ec2.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+    for volume in ec2.describe_volumes()["Volumes"]:
+        ec2.delete_volume(VolumeId=volume["VolumeId"])
+    rds.delete_db_snapshot(DBSnapshotIdentifier="orders-db-dr")
+    rds.delete_db_instance(DBInstanceIdentifier="orders-db", SkipFinalSnapshot=True)
+    kms.disable_key(KeyId=dr_key)
+    kms.schedule_key_deletion(KeyId=dr_key, PendingWindowInDays=7)
+
+    volume = vault_ec2.create_volume(AvailabilityZone=f"{DR}a", SnapshotId=ebs_copy)
+    assert volume["Encrypted"] is True  # (moto does not carry the snapshot's key to the volume)
+    restored = vault_rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="orders-db-restored", DBSnapshotIdentifier="vault-db"
+    )["DBInstance"]
+    assert restored["DBInstanceArn"].startswith(f"arn:aws:rds:{DR}:{VAULT}:db:")
+    assert restored["KmsKeyId"] == vault_key
+    assert rds.describe_db_instances()["DBInstances"] == []  # nothing came back to the workload
+
+
+def test_snapshots_under_the_owners_aws_managed_key_cannot_be_copied_by_another_account(aws):
+    """AWS managed keys (aws/ebs, aws/rds) cannot be shared, so neither can what they encrypt."""
+    ec2 = _client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{DR}a", Size=1, Encrypted=True)["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[VAULT],
+    )
+    vault = _client("ec2", VAULT)
+    copy_id = vault.copy_snapshot(
+        SourceSnapshotId=snapshot, SourceRegion=DR, KmsKeyId=_vault_key()
+    )["SnapshotId"]
+    (info,) = vault.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"]
+    assert (info["State"], info["StateMessage"]) == ("error", "Given key ID is not accessible")
+
+    arn = _shared_db_snapshot(None, encrypted_by_default=True)
+    with pytest.raises(ClientError) as exc:
+        _client("rds", VAULT).copy_db_snapshot(
+            SourceDBSnapshotIdentifier=arn, TargetDBSnapshotIdentifier="copy", KmsKeyId=_vault_key()
+        )
+    assert _error(exc)[0] == "KMSKeyNotAccessibleFault"
+
+
+def test_an_unencrypted_shared_snapshot_is_copied_encrypted_under_the_vault_key(aws):
+    ec2 = _client("ec2")
+    volume = ec2.create_volume(AvailabilityZone=f"{DR}a", Size=1)["VolumeId"]
+    snapshot = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2.modify_snapshot_attribute(
+        SnapshotId=snapshot,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=[VAULT],
+    )
+    vault, key = _client("ec2", VAULT), _vault_key()
+    copy_id = vault.copy_snapshot(
+        SourceSnapshotId=snapshot, SourceRegion=DR, Encrypted=True, KmsKeyId=key
+    )["SnapshotId"]
+    (info,) = vault.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"]
+    assert (info["State"], info["Encrypted"], info["KmsKeyId"]) == ("completed", True, key)

@@ -212,6 +212,29 @@ def list_versions(s3: Any, bucket: str, prefix: str) -> list[ObjectVersion]:
     return versions
 
 
+def lock_settings(s3: Any, bucket: str) -> dict[str, Any]:
+    """Versioning and Object Lock of a bucket, with the few reads the vault intake role may make
+    (``s3:ListBucket``, ``s3:GetBucketVersioning``, ``s3:GetBucketObjectLockConfiguration``).
+    ``exists`` is false for a missing bucket and for one the caller may not see."""
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound", "403", "AccessDenied"):
+            return {"exists": False}
+        raise
+    try:
+        lock = s3.get_object_lock_configuration(Bucket=bucket).get("ObjectLockConfiguration")
+    except Exception as exc:
+        if error_code(exc) != "ObjectLockConfigurationNotFoundError":
+            raise
+        lock = None
+    return {
+        "exists": True,
+        "versioning": s3.get_bucket_versioning(Bucket=bucket).get("Status"),
+        "object_lock": lock,
+    }
+
+
 def bucket_settings(s3: Any, bucket: str) -> dict[str, Any]:
     """What the pre-flight check needs to know about the evidence bucket."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from securedr.aws.errors import error_code
@@ -19,3 +20,13 @@ def describe_key(kms: Any, key: str) -> dict[str, Any] | None:
 
 def rotation_enabled(kms: Any, key_id: str) -> bool:
     return bool(kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"])
+
+
+def key_policy(kms: Any, key: str) -> dict[str, Any] | None:
+    """The key's (default) key policy as a document; ``None`` when it cannot be read."""
+    try:
+        return dict(json.loads(kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]))
+    except Exception as exc:
+        if error_code(exc) in ("AccessDeniedException", "NotFoundException"):
+            return None
+        raise

@@ -148,6 +148,18 @@ def vault_evidence_problems(
     return problems
 
 
+#: What the vault account needs on the key of a snapshot shared with it, to copy the snapshot
+#: under its own key ("you must also share the customer managed key used to encrypt the
+#: snapshot": https://docs.aws.amazon.com/ebs/latest/userguide/ebs-modifying-snapshot-permissions.html;
+#: the statement SecureDR ships is include/iam/securedr-dr-key-vault-statement.json).
+VAULT_SOURCE_KEY_ACTIONS = [
+    "kms:DescribeKey",
+    "kms:Decrypt",
+    "kms:CreateGrant",
+    "kms:ReEncryptFrom",
+]
+
+
 def key_policy_grant_problems(
     where: str,
     policy: dict[str, Any] | None,

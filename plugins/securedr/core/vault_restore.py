@@ -33,11 +33,14 @@ from securedr.core.model import (
     TAG_KIND,
     TAG_MANAGED,
     TAG_PLAN,
+    TAG_ROLE,
     TAG_RUN_ID,
     TAG_SOURCE_ID,
+    TAG_SOURCE_SNAPSHOT,
     tags_to_dict,
 )
 from securedr.core.restore import RestoreRefused
+from securedr.core.vault import ROLE_VAULT_COPY
 
 #: EBS snapshot lock states that hold a vault copy in compliance mode: during the cooling-off
 #: period (``compliance-cooloff``) and after it (``compliance``). ``governance`` can be lifted
@@ -199,6 +202,9 @@ def vault_copy_problems(
         (TAG_SOURCE_ID, str(point.get("source_id"))),
         (TAG_KIND, str(kind)),
         (TAG_RUN_ID, manifest_run_id),
+        (TAG_ROLE, ROLE_VAULT_COPY),
+        # The nightly tags each vault copy with the workload DR copy it was made from.
+        (TAG_SOURCE_SNAPSHOT, str(point.get("workload_dr_snapshot_id"))),
     ):
         if tag not in tags:
             if tag in (TAG_PLAN, TAG_SOURCE_ID):

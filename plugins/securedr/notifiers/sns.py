@@ -63,6 +63,16 @@ class SnsNotifier(BaseNotifier):
         from securedr.aws.sts import assume_restore_role
 
         plan = load_plan(self.plan_path)
+        if _from_vault(context, plan):
+            recovery = plan.vault.recovery
+            return assume_restore_role(
+                recovery.aws_conn_id,
+                region=plan.regions.dr,
+                role_arn=recovery.role_arn,
+                external_id_variable=recovery.external_id_variable,
+                run_id=str(context["run_id"]),
+                setting="vault.recovery.role_arn",
+            )
         return assume_restore_role(
             self.aws_conn_id,
             region=plan.regions.dr,
@@ -72,10 +82,23 @@ class SnsNotifier(BaseNotifier):
         )
 
     def notify(self, context: Any) -> str | None:
-        topic = self.topic_arn or load_plan(self.plan_path).notifications.sns_topic_arn
+        plan = load_plan(self.plan_path)
+        topic = self.topic_arn or plan.notifications.sns_topic_arn
         if not topic:
             self.log.info("No SNS topic configured (notifications.sns_topic_arn); not notifying.")
             return None
+        if self.clients is None and self.use_restore_role and _from_vault(context, plan):
+            recovery_account = _account(plan.vault.recovery.role_arn)
+            if _account(topic) != recovery_account:
+                # A run from the vault relies on nothing of the workload account, which may be
+                # lost: its topic is not used (the run's report and audit trail are the record).
+                self.log.warning(
+                    "Not publishing to %s: a run from the vault only notifies through a topic "
+                    "of the recovery account %s.",
+                    topic,
+                    recovery_account,
+                )
+                return None
         region = topic.split(":")[3]
         subject = _SUBJECT_BAD.sub(" ", self.subject).strip()[:100] or "SecureDR"
         message = self.message.encode()[:_MAX_MESSAGE_BYTES].decode(errors="ignore")
@@ -87,3 +110,20 @@ class SnsNotifier(BaseNotifier):
         message_id = str(response["MessageId"])
         self.log.info("Published %r to %s (message %s).", subject, topic, message_id)
         return message_id
+
+
+def _account(arn: str | None) -> str | None:
+    parts = str(arn or "").split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def _from_vault(context: Any, plan: Any) -> bool:
+    """Whether the run restores from the vault (its ``source`` parameter against the plan)."""
+    from securedr.core.restore_request import SOURCE_VAULT, resolve_source
+
+    if plan.vault is None:
+        return False
+    try:
+        return resolve_source((context.get("params") or {}).get("source"), plan) == SOURCE_VAULT
+    except ValueError:
+        return True  # a run whose source is unreadable does not reach for the workload account

@@ -156,6 +156,12 @@ def approval_body(request: RestoreRequest, initiator: str, plan_name: str, run_i
         ("Recovery point", request.recovery_point),
         ("Resources", request.describe_resources()),
         ("Target", f"{request.target_region} / {request.availability_zone}"),
+        (
+            "Restore from",
+            "the VAULT (vault copies, vault recovery role, into the recovery account)"
+            if request.from_vault
+            else "the workload account's DR copies",
+        ),
         ("Ticket", request.ticket or "-"),
         ("Dry run", "yes - nothing will be created" if request.dry_run else "no"),
     ]

@@ -66,7 +66,9 @@ class StartDrillOperator(RestoreStepOperator):
     """Fix what the drill restores and when it started; audit the start.
 
     Guarantees: the plan is checked for what a drill needs (a restore role) before any AWS call;
-    the drill restores the latest signed manifest's every recovery point; the drill id is
+    the drill restores the latest signed manifest's every recovery point - from the vault, under
+    the vault recovery role and into a sandbox in the recovery account, when the run's
+    ``source`` is ``vault`` (the default for a plan with a vault); the drill id is
     derived from the run id, so a retried task and every later step agree on it. Returns the
     same ``{"request", "initiator"}`` shape dr_restore's initiation does, plus ``drill_id`` and
     ``started_at`` (the run's start, which RTO and RPO are measured from).

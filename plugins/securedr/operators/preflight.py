@@ -25,7 +25,10 @@ class PreflightChecksOperator(SecureDrOperator):
     Guarantees: the plan is valid; every plan key exists, is enabled, customer-managed, symmetric,
     rotated and not pending deletion; EBS snapshot block-public-access is on in every Region; the
     evidence bucket is versioned, Object-Locked, KMS-encrypted and not public; the signing key is
-    provisioned and trusted. Every problem found is listed, then the task fails without retrying.
+    provisioned and trusted; with a vault, the DR key's policy lets the vault's intake role use
+    it, the intake role can be assumed, the vault's keys are usable and its evidence bucket is
+    versioned and locked in COMPLIANCE mode. Every problem found is listed, then the task fails
+    without retrying.
     Warns (without failing) when evidence is locked in GOVERNANCE mode (an explicit plan opt-in)
     and when ``retention.keep_days`` x the protected databases would exceed the manual DB snapshot
     quota (``rds.manual_snapshot_quota``) in a source Region or the DR Region, and when tonight's
@@ -72,6 +75,8 @@ class PreflightChecksOperator(SecureDrOperator):
         )
         for warning in warnings:
             self.log.warning("Pre-flight warning: %s", warning)
+        if plan.vault is not None:
+            problems += self._vault_problems(context, key_arns.get(plan.regions.dr))
         signing_key_id = None
         try:
             private_pem = self.signing_private_key()
@@ -106,6 +111,53 @@ class PreflightChecksOperator(SecureDrOperator):
             "warnings": warnings,
             "copy_window": window.to_dict() if window is not None else None,
         }
+
+    def _vault_problems(self, context: Any, dr_key_arn: str | None) -> list[str]:
+        """With a vault: the DR key lets the intake role copy what is shared with the vault, the
+        intake role can be assumed, the vault's keys are usable, and the vault's evidence is
+        locked in COMPLIANCE mode. Read-only calls."""
+        from securedr.aws.sts import RestoreRoleError
+        from securedr.aws.vault import assume_vault_role
+
+        vault = self.plan.vault
+        assert vault is not None
+        dr = self.plan.regions.dr
+        problems: list[str] = []
+        if dr_key_arn is not None:
+            policy = kms_adapter.key_policy(self.clients.kms(dr), dr_key_arn)
+            problems += checks.key_policy_grant_problems(
+                f"the DR key {dr_key_arn}",
+                policy,
+                {vault.role_arn, f"arn:aws:iam::{vault.account_id}:root"},
+                checks.VAULT_SOURCE_KEY_ACTIONS,
+            )
+        try:
+            intake = assume_vault_role(
+                self.aws_conn_id,
+                role_arn=vault.role_arn,
+                external_id_variable=vault.external_id_variable,
+                region=dr,
+                run_id=context["run_id"],
+            )
+        except RestoreRoleError as exc:
+            return [*problems, f"the vault: {exc}"]
+        for region, key in vault.kms_keys.items():
+            metadata = kms_adapter.describe_key(intake.client("kms", region), key)
+            problems += checks.kms_key_problems(region, key, metadata, None)
+        settings = evidence_adapter.lock_settings(intake.client("s3", dr), vault.evidence_bucket)
+        problems += checks.vault_evidence_problems(
+            vault.evidence_bucket,
+            exists=settings["exists"],
+            versioning=settings.get("versioning"),
+            object_lock=settings.get("object_lock"),
+        )
+        self.log.info(
+            "Vault %s: intake role assumed, %d key(s) and evidence bucket %s checked",
+            vault.account_id,
+            len(vault.kms_keys),
+            vault.evidence_bucket,
+        )
+        return problems
 
     def _protected_counts(self) -> dict[str, dict[str, int]]:
         """kind -> source Region -> resources the night will protect (as discovery finds them)."""

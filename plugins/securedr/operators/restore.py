@@ -116,6 +116,14 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
     Returns ``{"manifest": {...}, "points": [...], "file_sets": [...]}``; the file sets (the
     signed manifest's entries, restored when every resource is requested) are checked file by
     file when they are restored.
+
+    From the vault (``source: vault``) the manifests come from the vault evidence bucket, read by
+    version (the write-once original first), and each point is the manifest's verified ``vault``
+    entry, whose vault copy must be owned by the vault account, completed, encrypted under the
+    vault CMK the manifest names (the plan's), carry the plan's lineage, be shared with nobody
+    and - EBS - be under an unexpired compliance-mode lock
+    (:func:`securedr.core.vault_restore.vault_copy_problems`). No file sets: they are not in
+    the vault.
     """
 
     template_fields: Sequence[str] = ("initiation", "plan_path")
