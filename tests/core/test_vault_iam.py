@@ -655,25 +655,6 @@ def test_pre_flight_may_check_the_vault_bucket_and_the_dr_keys_policy(plan, worl
     assert "kms:GetKeyPolicy" not in json.dumps(without)
 
 
-@pytest.mark.parametrize("name", sorted(iam.VAULT_TEMPLATES))
-def test_the_sandbox_vault_renders_every_shipped_template(plan, name):
-    from sandbox import accounts
-
-    values = accounts.template_values(
-        plan,
-        vault_account=VAULT,
-        kms_keys=dict(plan.vault.kms_keys),
-        evidence_bucket=plan.vault.evidence_bucket,
-        evidence_prefix=plan.vault.evidence_prefix,
-        workload_dr_key_arn=DR_KEY,
-        external_id="x",
-        recovery_external_id="y",
-        workload_principal_arn=f"arn:aws:iam::{WORKLOAD}:root",
-        recovery_principal_arns=[f"arn:aws:iam::{VAULT}:root", f"arn:aws:iam::{THIRD}:root"],
-    )
-    assert "${" not in json.dumps(iam.render_vault(name, values))
-
-
 def test_load_vault_policies_judges_the_compromise_as_make_compromise_calls_it(plan):
     """The API the compromise simulation uses: sessions of the vault roles, and any workload
     principal as an administrator of the workload account."""
