@@ -501,3 +501,43 @@ def seed_vault(
         "recovery_external_id": recovery_external_id,
         "evidence_bucket_policy": documents.get("evidence-bucket-policy"),
     }
+
+
+def ensure_recovery_environment(
+    plan: Any, endpoint_url: str | None = None, account_id: str | None = None
+) -> dict[str, Any]:
+    """What a restore from the vault needs where it lands, built once; idempotent by name.
+
+    In the recovery account (the account of ``plan.vault.recovery.role_arn`` unless
+    ``account_id`` says otherwise): a private VPC with two subnets in the DR Region, a security
+    group, and the DB subnet group the plan's ``restore.db_subnet_group`` names - as a platform
+    team would prepare its recovery account before it needs it.
+    """
+    vault = getattr(plan, "vault", None)
+    account = account_id or (vault.recovery.role_arn.split(":")[4] if vault else VAULT_ACCOUNT)
+    dr = plan.regions.dr
+    name = plan.restore.db_subnet_group or "securedr-restore"
+    where = session(account, endpoint_url, region_name=dr)
+    endpoint = _endpoint(endpoint_url)
+    ec2 = where.client("ec2", endpoint_url=endpoint)
+    rds = where.client("rds", endpoint_url=endpoint)
+    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])
+    if groups["SecurityGroups"]:
+        group_id = groups["SecurityGroups"][0]["GroupId"]
+    else:
+        vpc = ec2.create_vpc(CidrBlock="10.61.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{dr}{zone}")["Subnet"][
+                "SubnetId"
+            ]
+            for cidr, zone in (("10.61.1.0/24", "a"), ("10.61.2.0/24", "b"))
+        ]
+        group_id = ec2.create_security_group(
+            GroupName=name, Description="SecureDR restores from the vault", VpcId=vpc
+        )["GroupId"]
+        rds.create_db_subnet_group(
+            DBSubnetGroupName=name,
+            DBSubnetGroupDescription="SecureDR restores from the vault (private)",
+            SubnetIds=subnets,
+        )
+    return {"account_id": account, "db_subnet_group": name, "security_group_id": group_id}

@@ -655,6 +655,26 @@ def test_pre_flight_may_check_the_vault_bucket_and_the_dr_keys_policy(plan, worl
     assert "kms:GetKeyPolicy" not in json.dumps(without)
 
 
+@pytest.mark.parametrize("name", sorted(iam.VAULT_TEMPLATES))
+def test_the_sandbox_vault_renders_every_shipped_template(aws, plan, name):
+    """seed_vault deploys every shipped vault document with every placeholder filled."""
+    from sandbox import accounts
+
+    seeded = accounts.seed_vault(plan, aws)
+    values = iam.vault_policy_values(
+        plan,
+        workload_account_id=WORKLOAD,
+        dr_key_arn=seeded["workload_dr_key_arn"],
+        airflow_principal_arn=f"arn:aws:iam::{WORKLOAD}:root",
+        external_id="x",
+        retention_principal_arn=f"arn:aws:iam::{VAULT}:root",
+        recovery_principal_arns=[f"arn:aws:iam::{VAULT}:root", f"arn:aws:iam::{THIRD}:root"],
+        recovery_external_id="y",
+        break_glass_principal_arn=f"arn:aws:iam::{VAULT}:role/securedr-break-glass",
+    )
+    assert "${" not in json.dumps(iam.render_vault(name, values))
+
+
 def test_load_vault_policies_judges_the_compromise_as_make_compromise_calls_it(plan):
     """The API the compromise simulation uses: sessions of the vault roles, and any workload
     principal as an administrator of the workload account."""
