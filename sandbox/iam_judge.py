@@ -543,10 +543,26 @@ def authorizations(
             if p.get("LockDuration") is not None:
                 context["ec2:SnapshotLockDuration"] = str(p["LockDuration"])
             return [(action, snap(p["SnapshotId"]), context)]
+        if operation == "ModifySnapshotAttribute":
+            # ec2:Add/userId, ec2:Add/group (and Remove/...) name who a share adds or removes.
+            context = dict(existing)
+            permission = p.get("CreateVolumePermission") or {}
+            legacy = p.get("OperationType") or "add"
+            for verb in ("Add", "Remove"):
+                entries = list(permission.get(verb) or [])
+                if legacy.lower() == verb.lower():
+                    entries += [{"UserId": u} for u in p.get("UserIds") or []]
+                    entries += [{"Group": g} for g in p.get("GroupNames") or []]
+                users = [e["UserId"] for e in entries if e.get("UserId")]
+                groups = [e["Group"] for e in entries if e.get("Group")]
+                if users:
+                    context[f"ec2:{verb}/userId"] = users
+                if groups:
+                    context[f"ec2:{verb}/group"] = groups
+            return [(action, snap(p["SnapshotId"]), context)]
         if operation in (
             "UnlockSnapshot",
             "DeleteSnapshot",
-            "ModifySnapshotAttribute",
             "DescribeSnapshotAttribute",
         ):
             return [(action, snap(p["SnapshotId"]), existing)]

@@ -751,3 +751,37 @@ def test_one_recovery_principal_may_be_given_alone(plan):
     assert values["RecoveryPrincipalArn"] == RECOVERY_OPERATOR
     with pytest.raises(iam.VaultPolicyError, match="recovery_principal_arns is empty"):
         _values(plan, recovery_principal_arns=[])
+
+
+def test_the_workload_may_share_dr_copies_with_the_vault_only_and_never_without_one(plan):
+    from sandbox.iam_judge import World, judge_call
+
+    backup = (REPO / "include" / "iam" / "securedr-backup-policy.json").read_text()
+    tags = {"securedr:managed": "true", "securedr:plan": plan.name}
+
+    def decide(p, params):
+        world = World()
+        world.add_identity(
+            AIRFLOW,
+            iam.render(backup, iam.backup_policy_values(p, account_id=WORKLOAD, dr_key_arn=DR_KEY)),
+        )
+        return judge_call(
+            world,
+            AIRFLOW,
+            "ec2",
+            "ModifySnapshotAttribute",
+            {"SnapshotId": SHARED_DR_COPY, "Attribute": "createVolumePermission", **params},
+            region=DR,
+            resource_tags=tags,
+        ).allowed
+
+    share = {"OperationType": "add", "UserIds": [VAULT]}
+    unshare = {"OperationType": "remove", "UserIds": [VAULT]}
+    assert decide(plan, share) and decide(plan, unshare)
+    assert not decide(plan, {"OperationType": "add", "UserIds": [THIRD]})
+    assert not decide(plan, {"OperationType": "add", "GroupNames": ["all"]})
+    assert not decide(plan, {"CreateVolumePermission": {"Add": [{"Group": "all"}]}})
+    without = plan.model_copy(update={"vault": None})
+    assert not decide(without, share)
+    assert decide(without, unshare)
+    assert decide(without, {"OperationType": "remove", "GroupNames": ["all"]})

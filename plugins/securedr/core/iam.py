@@ -86,6 +86,10 @@ def backup_policy_values(
         "VaultIntakeRoleArn": plan.vault.role_arn if plan.vault else None,
         # Pre-flight reads the DR key's policy to check it lets the intake role in.
         "VaultDrKeyArn": dr_key_arn if plan.vault else None,
+        # DR copies may be shared with the vault account only, in the DR Region only; without
+        # a vault the statement is dropped and SecureDR may only ever remove shares.
+        "VaultDrRegion": plan.regions.dr if plan.vault else None,
+        "VaultAccountId": plan.vault.account_id if plan.vault else None,
     }
 
 
