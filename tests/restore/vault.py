@@ -387,21 +387,6 @@ def vault_backup(vault, estate, signing_keys):
 
 RECOVERY_USER = "securedr-vault-recovery-operator"
 
-#: Read-only calls a restore from the vault makes that include/iam/securedr-vault-recovery-
-#: policy.json does not grant yet: the lock check (the vault copy must be under a compliance
-#: lock) and the sharing checks (a vault copy shared with anyone is refused). On AWS the role
-#: needs them - ec2:DescribeLockedSnapshots (no resource-level permissions: "*"),
-#: ec2:DescribeSnapshotAttribute on arn:aws:ec2:<dr>::snapshot/*, and
-#: rds:DescribeDBSnapshotAttributes on arn:aws:rds:<dr>:<vault account>:snapshot:securedr-* -
-#: or the restore refuses (AccessDenied) before restoring anything.
-POLICY_GAPS = frozenset(
-    {
-        "ec2:DescribeLockedSnapshots",
-        "ec2:DescribeSnapshotAttribute",
-        "rds:DescribeDBSnapshotAttributes",
-    }
-)
-
 
 def recovery_denials(calls: list[Any], vault: Vault, estate) -> list[tuple[str, str, str]]:
     """Every (operation, IAM action, resource) of the recorded ``calls`` that the shipped
