@@ -81,7 +81,8 @@ def test_a_drill_from_the_vault_passes_in_the_recovery_account_and_tears_down(
     assumed = [c for c in calls if (c.service, c.operation) == ("sts", "AssumeRole")]
     assert {c.access_key for c in assumed} == {vault.recovery_user_key}
     # The shipped recovery policy allows every call of the drill.
-    assert recovery_denials(calls, vault, estate) == []
+    denials = recovery_denials(calls, vault, estate, drill_id=drill_id)
+    assert denials == [], "\n".join(map(str, denials))
 
     # The drill record is in the vault evidence bucket.
     [stored] = _drill_records(vault)
