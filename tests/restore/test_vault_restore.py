@@ -21,7 +21,6 @@ from tests.iam_eval import recorded_requests
 from tests.restore.conftest import Harness, make_backup
 from tests.restore.vault import (
     DR,
-    POLICY_GAPS,
     VAULT_ACCOUNT,
     client,
     lose_the_workload_account,
@@ -102,10 +101,8 @@ def test_the_vault_restores_the_estate_when_the_workload_account_is_lost(
         (c.service, c.operation, c.access_key) for c in work if c.access_key not in sessions
     }
 
-    # ... and every one of them is allowed by the shipped vault recovery policy, but for the
-    # read-only checks the policy does not grant yet (POLICY_GAPS).
-    denials = recovery_denials(calls, vault, estate)
-    assert {operation for operation, _, _ in denials} <= POLICY_GAPS, denials
+    # ... and every one of them is allowed by the shipped vault recovery policy.
+    assert recovery_denials(calls, vault, estate) == []
 
     # The audit trail of the run is in the vault evidence bucket, from request to confirmation.
     actions = [e.action for e in _vault_audit(vault)]

@@ -387,23 +387,10 @@ def vault_backup(vault, estate, signing_keys):
 
 RECOVERY_USER = "securedr-vault-recovery-operator"
 
-#: Read-only calls a restore from the vault makes that include/iam/securedr-vault-recovery-
-#: policy.json does not grant yet: the lock check (the vault copy must be under a compliance
-#: lock) and the sharing checks (a vault copy shared with anyone is refused). On AWS the role
-#: needs them - ec2:DescribeLockedSnapshots (no resource-level permissions: "*"),
-#: ec2:DescribeSnapshotAttribute on arn:aws:ec2:<dr>::snapshot/*, and
-#: rds:DescribeDBSnapshotAttributes on arn:aws:rds:<dr>:<vault account>:snapshot:securedr-* -
-#: or the restore refuses (AccessDenied) before restoring anything.
-POLICY_GAPS = frozenset(
-    {
-        "ec2:DescribeLockedSnapshots",
-        "ec2:DescribeSnapshotAttribute",
-        "rds:DescribeDBSnapshotAttributes",
-    }
-)
 
-
-def recovery_denials(calls: list[Any], vault: Vault, estate) -> list[tuple[str, str, str]]:
+def recovery_denials(
+    calls: list[Any], vault: Vault, estate, *, drill_id: str | None = None
+) -> list[tuple[str, str, str]]:
     """Every (operation, IAM action, resource) of the recorded ``calls`` that the shipped
     vault recovery role's policy (include/iam/securedr-vault-recovery-policy.json, rendered for
     the test plan) does not allow; ``[]`` means every call is allowed.
@@ -446,11 +433,15 @@ def recovery_denials(calls: list[Any], vault: Vault, estate) -> list[tuple[str, 
             caller = Principal(
                 sessions.get(call.access_key, f"arn:aws:iam::{WORKLOAD_ACCOUNT}:root")
             )
-        tags = (
-            copy_tags
-            if call.operation in ("CreateVolume", "RestoreDBInstanceFromDBSnapshot")
-            else None
-        )
+        tags: dict[str, str] | None = None
+        if call.operation in ("CreateVolume", "RestoreDBInstanceFromDBSnapshot"):
+            tags = copy_tags  # the vault copy's tags
+        elif drill_id and (
+            call.operation.startswith(("Delete", "Revoke"))
+            or call.operation in ("CreateSubnet", "CreateSecurityGroup")
+        ):
+            # What a drill deletes, and the VPC it builds in, carry the drill's tags.
+            tags = {**copy_tags, "securedr:drill": drill_id}
         try:
             decision = judge_call(
                 world,

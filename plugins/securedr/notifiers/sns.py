@@ -72,6 +72,7 @@ class SnsNotifier(BaseNotifier):
                 external_id_variable=recovery.external_id_variable,
                 run_id=str(context["run_id"]),
                 setting="vault.recovery.role_arn",
+                trust_policy="include/iam/securedr-vault-recovery-trust-policy.json",
             )
         return assume_restore_role(
             self.aws_conn_id,

@@ -53,6 +53,7 @@ class RoleSettings:
     role_arn: str | None
     external_id_variable: str
     setting: str  #: the plan field that names the role, for error messages
+    trust_policy: str = "include/iam/securedr-restore-trust-policy.json"
 
 
 def source_of(context: Any, plan: Any) -> str:
@@ -97,6 +98,7 @@ class RestoreStepMixin(SecureDrMixin):
                 role_arn=recovery.role_arn,
                 external_id_variable=recovery.external_id_variable,
                 setting="vault.recovery.role_arn",
+                trust_policy="include/iam/securedr-vault-recovery-trust-policy.json",
             )
         return RoleSettings(
             aws_conn_id=self.aws_conn_id,
@@ -119,6 +121,7 @@ class RestoreStepMixin(SecureDrMixin):
                 external_id_variable=settings.external_id_variable,
                 run_id=self._run_id,
                 setting=settings.setting,
+                trust_policy=settings.trust_policy,
             )
         except RestoreRoleError as exc:
             raise AirflowFailException(str(exc)) from None
