@@ -1,0 +1,63 @@
+"""dr_incident_response: contain a DR incident seconds after CloudTrail records it.
+
+EventBridge rules (include/eventbridge/) send CloudTrail API calls that weaken the DR posture
+to the plan's SQS queue (incident_response.queue_url): a snapshot shared publicly or outside the
+plan, EBS snapshot block public access turned off, a plan KMS key disabled / scheduled for
+deletion / given a new policy, the evidence bucket's policy, public access block, versioning or
+Object Lock changed, evidence deleted, a DR copy deleted outside retention, a policy change on
+the backup or restore role. The triggerer's AssetWatcher (the Amazon provider's
+SqsSensorTrigger) turns each batch of messages into an asset event, which starts a run.
+
+respond_to_incidents -> classify each event (SecureDR's own calls ignored) -> contain what is
+safe and reversible (unshare, block public access back on, CancelKeyDeletion + EnableKey,
+versioning back on) -> one SNS alert -> one audit entry per incident. Everything else is
+alert-only; README "Detect and respond" lists each case. Trigger by hand with
+``{"events": [<EventBridge event>, ...]}`` to replay events.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
+from airflow.sdk import DAG, Asset, AssetWatcher
+
+from securedr.operators.incident import RespondToIncidentsOperator, incident_queue
+
+queue = incident_queue()  # the plan file only: no AWS call while parsing
+incident_events = Asset(
+    "securedr-incident-events",
+    watchers=[
+        AssetWatcher(
+            name="securedr-incident-queue",
+            # Long-poll 5 s, then poll again after 1 s: an event waits at most about a second
+            # in the queue; the messages are deleted once they are in the asset event.
+            trigger=SqsSensorTrigger(
+                sqs_queue=queue[0],
+                region_name=queue[1],
+                aws_conn_id="aws_default",
+                max_messages=10,
+                wait_time_seconds=5,
+                waiter_delay=1,
+            ),
+        )
+    ]
+    if queue
+    else [],
+)
+
+with DAG(
+    dag_id="dr_incident_response",
+    description="Contain DR incidents from CloudTrail events (EventBridge -> SQS -> AssetWatcher)",
+    schedule=[incident_events] if queue else None,
+    catchup=False,
+    max_active_runs=4,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=5),
+        "execution_timeout": timedelta(minutes=10),
+    },
+    tags=["securedr", "dr", "incident"],
+    doc_md=__doc__,
+) as dag:
+    RespondToIncidentsOperator(task_id="respond_to_incidents")
