@@ -54,7 +54,10 @@ def test_rds_share_public_and_outside(scope):
     found = inc.classify(ev.rds_share("dr-db-1", ["all", ev.OUTSIDER]), scope)
     assert found.kind == inc.SNAPSHOT_SHARED
     assert found.containment.action == inc.UNSHARE_DB_SNAPSHOT
-    assert found.containment.params == {"snapshot_id": "dr-db-1", "values": sorted([ev.OUTSIDER, "all"])}
+    assert found.containment.params == {
+        "snapshot_id": "dr-db-1",
+        "values": sorted([ev.OUTSIDER, "all"]),
+    }
     assert inc.classify(ev.rds_share("dr-db-1", ["123456789012"]), scope) is None
 
 

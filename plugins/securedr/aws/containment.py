@@ -105,7 +105,10 @@ def restore_key(kms: Any, key_id: str) -> tuple[str, str]:
     https://docs.aws.amazon.com/kms/latest/APIReference/API_CancelKeyDeletion.html
     https://docs.aws.amazon.com/kms/latest/APIReference/API_EnableKey.html
     """
-    state = kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"]
+    metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    # The key's id from here on: every KMS API takes it (moto 5.2.5's EnableKey and
+    # CancelKeyDeletion do not resolve ARNs, which AWS accepts).
+    key_id, state = metadata["KeyId"], metadata["KeyState"]
     done = []
     if state == "PendingDeletion":
         kms.cancel_key_deletion(KeyId=key_id)
