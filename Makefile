@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export SECUREDR_HOME ?= $(CURDIR)/.securedr
 
-.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale audit-verify clean
+.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale audit-verify clean respond-bench
 
 # The virtualenv, rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -81,3 +81,10 @@ SNAPSHOT_SECONDS ?= 5
 scale: setup
 	$(PY) -m sandbox.scale --ebs $(EBS) --rds $(RDS) --copy-seconds $(COPY_SECONDS) \
 	  --snapshot-seconds $(SNAPSHOT_SECONDS) $(if $(SCALE_OUT),--output $(SCALE_OUT))
+
+# dr_incident_response on the embedded stack: EVENTS incidents of mixed kinds injected as CloudTrail
+# events, the latency from each event to its containment call (README "Detect and respond").
+# Starts the stack unless it is running (and stops it again afterwards). Not part of `make test`.
+EVENTS ?= 20
+respond-bench: setup
+	$(PY) -m sandbox.respond_bench --events $(EVENTS)
