@@ -42,7 +42,14 @@ DAG_ID = "dr_incident_response"
 
 def _client(service: str, region: str, url: str) -> Any:
     config = Config(retries={"mode": "standard", "max_attempts": 10})
-    return boto3.client(service, region_name=region, endpoint_url=url, config=config)
+    return boto3.client(
+        service,
+        region_name=region,
+        endpoint_url=url,
+        config=config,
+        aws_access_key_id="sandbox",  # the emulator accepts any credentials
+        aws_secret_access_key="sandbox",  # noqa: S106
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -264,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="leave a stack it started running")
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Only the sandbox is talked to: never send a real credential, even to loopback.
+    os.environ.update({"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"})
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
     if args.events < 1:
         parser.error("--events must be at least 1")
 
