@@ -31,7 +31,9 @@ incident_events = Asset(
         AssetWatcher(
             name="securedr-incident-queue",
             # Long-poll 5 s, then poll again after 1 s: an event waits at most about a second
-            # in the queue; the messages are deleted once they are in the asset event.
+            # in the queue. Messages stay in the queue, hidden for 2 minutes, until the run has
+            # handled them (respond_to_incidents deletes them): a failed run, or an asset event
+            # Airflow drops, means the message comes back and starts another run.
             trigger=SqsSensorTrigger(
                 sqs_queue=queue[0],
                 region_name=queue[1],
@@ -39,6 +41,8 @@ incident_events = Asset(
                 max_messages=10,
                 wait_time_seconds=5,
                 waiter_delay=1,
+                visibility_timeout=120,
+                delete_message_on_reception=False,
             ),
         )
     ]
@@ -51,7 +55,9 @@ with DAG(
     description="Contain DR incidents from CloudTrail events (EventBridge -> SQS -> AssetWatcher)",
     schedule=[incident_events] if queue else None,
     catchup=False,
-    max_active_runs=4,
+    # Runs beyond max_active_runs wait, and Airflow 3.3 may then leave later asset events
+    # unconsumed (they come back from the queue after the visibility timeout): room for bursts.
+    max_active_runs=16,
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=5),

@@ -33,8 +33,10 @@ def test_scheduled_on_an_asset_watched_on_the_incident_queue(dag, plan):
     assert isinstance(trigger, SqsSensorTrigger) and isinstance(trigger, BaseEventTrigger)
     assert trigger.sqs_queue == plan.incident_response.queue_url
     assert trigger.region_name == "us-west-2"
-    assert trigger.delete_message_on_reception
     assert trigger.waiter_delay <= 2  # seconds an event may wait between polls
+    # messages are deleted by the run once handled, and come back if it never does
+    assert not trigger.delete_message_on_reception
+    assert trigger.visibility_timeout == 120
 
 
 def test_one_fixed_task_with_retries_and_a_timeout(dag):

@@ -128,3 +128,41 @@ def test_only_own_calls_means_nothing_to_do(estate, alerts):
     result = RespondToIncidentsOperator(task_id="respond_to_incidents").execute(_context(bodies))
     assert result == {"messages": 1, "incidents": []}
     assert alerts() == []
+
+
+def _from_queue(aws, plan, events):
+    """Messages as the watcher hands them over: received (hidden 120 s), not deleted."""
+    from sandbox.incidents import ensure_incident_pipeline, put_event
+
+    queue = ensure_incident_pipeline(plan, aws)["queue_url"]
+    for event in events:
+        put_event(event, aws, DR)
+    sqs = boto3.client("sqs", region_name=DR, endpoint_url=aws)
+    got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, VisibilityTimeout=120)
+    context = _context()
+    asset_event = SimpleNamespace(extra={"payload": {"message_batch": got["Messages"]}})
+    context["triggering_asset_events"] = {Asset("securedr-incident-events"): [asset_event]}
+
+    def in_flight() -> int:
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    return context, in_flight
+
+
+def test_handled_messages_are_deleted_from_the_queue(estate, plan, aws, alerts):
+    ec2 = boto3.client("ec2", region_name=DR, endpoint_url=aws)
+    ec2.disable_snapshot_block_public_access()
+    context, in_flight = _from_queue(aws, plan, [ev.bpa_disabled(DR)])
+    assert in_flight() == 1
+    RespondToIncidentsOperator(task_id="respond_to_incidents").execute(context)
+    assert in_flight() == 0
+
+
+def test_messages_of_a_failed_run_stay_to_come_back(estate, plan, aws, alerts):
+    context, in_flight = _from_queue(aws, plan, [ev.ebs_share("snap-gone", [{"group": "all"}])])
+    with pytest.raises(AirflowFailException):
+        RespondToIncidentsOperator(task_id="respond_to_incidents").execute(context)
+    assert in_flight() == 1

@@ -27,14 +27,20 @@ def incident_queue(plan_path: str | None = None) -> tuple[str, str] | None:
     return (url, match["region"]) if url and match else None
 
 
-def messages_from_context(context: Mapping[str, Any]) -> list[Any]:
-    """The event bodies of this run: SQS messages of the triggering asset events, then conf."""
-    bodies: list[Any] = []
+def sqs_messages(context: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The SQS messages the triggering asset events carry (``extra.payload.message_batch``)."""
+    messages: list[dict[str, Any]] = []
     triggering = context.get("triggering_asset_events") or {}
     for asset in list(triggering):
         for asset_event in triggering[asset]:
             payload = (getattr(asset_event, "extra", None) or {}).get("payload") or {}
-            bodies += [m.get("Body") for m in payload.get("message_batch") or []]
+            messages += [m for m in payload.get("message_batch") or [] if isinstance(m, dict)]
+    return messages
+
+
+def messages_from_context(context: Mapping[str, Any]) -> list[Any]:
+    """The event bodies of this run: SQS messages of the triggering asset events, then conf."""
+    bodies: list[Any] = [m.get("Body") for m in sqs_messages(context)]
     dag_run = context.get("dag_run")
     conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
     bodies += list(conf.get("events") or [])
@@ -103,6 +109,36 @@ class RespondToIncidentsOperator(SecureDrOperator):
                     return f"{point['kind']} {point['source_region']}/{point['source_id']}"
         return None
 
+    def acknowledge(self, context: Any) -> int:
+        """Delete this run's SQS messages now that they are handled; return how many.
+
+        The watcher leaves messages in the queue (``delete_message_on_reception=False``), hidden
+        for its visibility timeout, so that an event is lost neither when the run fails nor when
+        Airflow drops an asset event: an unacknowledged message comes back and starts a run.
+        A receipt handle that expired meanwhile only means the message will be handled again
+        (every containment is idempotent); it is logged, not an error.
+        """
+        messages = [m for m in sqs_messages(context) if m.get("ReceiptHandle")]
+        queue = incident_queue(self.plan_path)
+        if not messages or queue is None:
+            return 0
+        sqs = self.clients.client("sqs", queue[1])
+        deleted = 0
+        for start in range(0, len(messages), 10):
+            batch = messages[start : start + 10]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ]
+            try:
+                result = sqs.delete_message_batch(QueueUrl=queue[0], Entries=entries)
+            except Exception as exc:
+                self.log.warning("Could not delete handled messages from %s: %s", queue[0], exc)
+                continue
+            deleted += len(result.get("Successful", []))
+            for failure in result.get("Failed", []):
+                self.log.warning("Handled message not deleted (it will come back): %s", failure)
+        return deleted
+
     def execute(self, context: Any) -> dict[str, Any]:
         _, run_id = run_identity(context)
         bodies = messages_from_context(context)
@@ -120,6 +156,7 @@ class RespondToIncidentsOperator(SecureDrOperator):
             )
             handled.append((incident, result, unprotected))
         if not handled:
+            self.acknowledge(context)
             return {"messages": len(bodies), "incidents": []}
 
         lines = []
@@ -178,6 +215,8 @@ class RespondToIncidentsOperator(SecureDrOperator):
             f"{i.kind} {i.resource}: {r.detail}" for i, r, _ in handled if r.outcome == FAILED
         ]
         if failed or audit_failed:
+            # The messages stay in the queue: they come back after the watcher's visibility
+            # timeout and start another run, until the incident is contained and audited.
             raise AirflowFailException(
                 "Incident response incomplete: "
                 + "; ".join(
@@ -185,6 +224,7 @@ class RespondToIncidentsOperator(SecureDrOperator):
                     + [f"audit failed: {a}" for a in audit_failed]
                 )
             )
+        self.acknowledge(context)
         return {
             "messages": len(bodies),
             "incidents": [
