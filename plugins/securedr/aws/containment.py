@@ -22,9 +22,46 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from securedr.aws import ebs, rds
-from securedr.aws.errors import error_code
+from securedr.aws.errors import ServiceClients, error_code, retry_config
 from securedr.core import incident as inc
 from securedr.core.model import TAG_MANAGED, TAG_PLAN, TAG_ROLE
+
+
+class SessionClients(ServiceClients):
+    """Clients built from one session of the Airflow connection, one per (service, Region).
+
+    Seconds count in incident response: every :class:`~securedr.aws.clients.AwsClients` client
+    builds its own provider hook, and each hook looks the connection up again (inside a task,
+    a call to the API server). Here the hook, its connection and its session are made once;
+    credentials, assumed roles and endpoints are the connection's, exactly as for the hook's
+    own clients (``AwsBaseHook.get_client_type`` does the same per client).
+    """
+
+    def __init__(self, aws_conn_id: str | None = "aws_default") -> None:
+        self.aws_conn_id = aws_conn_id
+        self._hook: Any = None
+        self._session: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+
+    def client(self, service: str, region: str) -> Any:
+        key = (service, region)
+        if key not in self._clients:
+            if self._hook is None:
+                from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+                self._hook = AwsBaseHook(
+                    aws_conn_id=self.aws_conn_id, client_type="sts", config=retry_config()
+                )
+                self._session = self._hook.get_session()
+            self._clients[key] = self._session.client(
+                service,
+                region_name=region,
+                endpoint_url=self._hook.conn_config.get_service_endpoint_url(service),
+                config=retry_config(),
+                verify=self._hook.verify,
+            )
+        return self._clients[key]
+
 
 CONTAINED = "contained"
 ALREADY_CONTAINED = "already-contained"

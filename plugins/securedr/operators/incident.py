@@ -8,13 +8,20 @@ events in ``conf["events"]``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from securedr.aws import kms as kms_adapter
 from securedr.aws.audit_store import S3AuditTrail
-from securedr.aws.containment import ALERT_ONLY, FAILED, ContainmentResult, contain
+from securedr.aws.containment import (
+    ALERT_ONLY,
+    FAILED,
+    ContainmentResult,
+    SessionClients,
+    contain,
+)
 from securedr.core import incident as inc
 from securedr.core.plan import SQS_QUEUE_URL_RE, load_plan
 from securedr.operators.base import SecureDrOperator, run_identity
@@ -61,9 +68,16 @@ class RespondToIncidentsOperator(SecureDrOperator):
 
     ui_color = "#fee2e2"
 
-    def _plan_key_arns(self) -> list[str]:
+    @cached_property
+    def clients(self) -> SessionClients:  # type: ignore[override]
+        return SessionClients(self.aws_conn_id)
+
+    def _plan_key_arns(self, regions: Iterable[str]) -> list[str]:
+        """The ARNs behind the plan's keys in ``regions`` (only KMS events need them)."""
         arns = []
         for region, key in sorted(self.plan.kms_keys.items()):
+            if region not in regions:
+                continue
             try:
                 metadata = kms_adapter.describe_key(self.clients.kms(region), key)
             except Exception as exc:  # a key that cannot be described cannot be matched
@@ -141,8 +155,20 @@ class RespondToIncidentsOperator(SecureDrOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         _, run_id = run_identity(context)
-        bodies = messages_from_context(context)
-        scope = inc.ResponseScope.from_plan(self.plan, self._plan_key_arns())
+        events = []
+        for body in messages_from_context(context):
+            try:
+                events.append(inc.parse_message_body(body))
+            except inc.EventShapeError as exc:
+                self.log.warning("Skipping a message that is no CloudTrail event: %s", exc)
+        bodies = events
+        kms_regions = {
+            str((e.get("detail") or {}).get("awsRegion"))
+            for e in events
+            if isinstance(e.get("detail"), Mapping)
+            and e["detail"].get("eventSource") == "kms.amazonaws.com"
+        }
+        scope = inc.ResponseScope.from_plan(self.plan, self._plan_key_arns(kms_regions))
         incidents = self.classify_all(bodies, scope)
         self.log.info("%d message(s), %d incident(s).", len(bodies), len(incidents))
         handled: list[tuple[inc.Incident, ContainmentResult, str | None]] = []
