@@ -30,16 +30,19 @@ incident_events = Asset(
     watchers=[
         AssetWatcher(
             name="securedr-incident-queue",
-            # Long-poll 5 s, then poll again after 1 s: an event waits at most about a second
-            # in the queue. Messages stay in the queue, hidden for 2 minutes, until the run has
-            # handled them (respond_to_incidents deletes them): a failed run, or an asset event
-            # Airflow drops, means the message comes back and starts another run.
+            # Two long polls of up to 2 s each (the first returns as soon as a message is
+            # there, the second gathers what follows within 2 s), then again after 1 s: an event
+            # waits about a second to be seen, and a burst becomes a few runs rather than one
+            # per message (each run costs a task process). Messages stay in the queue, hidden
+            # for 2 minutes, until the run has handled them (respond_to_incidents deletes them):
+            # a failed run, or an asset event Airflow drops, means the message comes back.
             trigger=SqsSensorTrigger(
                 sqs_queue=queue[0],
                 region_name=queue[1],
                 aws_conn_id="aws_default",
                 max_messages=10,
-                wait_time_seconds=5,
+                num_batches=2,
+                wait_time_seconds=2,
                 waiter_delay=1,
                 visibility_timeout=120,
                 delete_message_on_reception=False,

@@ -34,6 +34,7 @@ def test_scheduled_on_an_asset_watched_on_the_incident_queue(dag, plan):
     assert trigger.sqs_queue == plan.incident_response.queue_url
     assert trigger.region_name == "us-west-2"
     assert trigger.waiter_delay <= 2  # seconds an event may wait between polls
+    assert trigger.num_batches * trigger.wait_time_seconds <= 5  # seconds spent gathering
     # messages are deleted by the run once handled, and come back if it never does
     assert not trigger.delete_message_on_reception
     assert trigger.visibility_timeout == 120
