@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/plugins:$(CURDIR)
 export SECUREDR_HOME ?= $(CURDIR)/.securedr
 
-.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale compromise audit-verify clean
+.PHONY: setup demo up down test test-fast stack-test test-ui ui-browser lint format bench scale \
+	compromise respond-bench audit-verify clean
 
 # The virtualenv, rebuilt whenever a requirements file changes.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
@@ -87,3 +88,10 @@ scale: setup
 # from the vault (README "A DR vault in another account"). tests/e2e/test_compromise.py runs it.
 compromise: setup
 	$(PY) -m sandbox.compromise
+
+# dr_incident_response on the embedded stack: EVENTS incidents of mixed kinds injected as CloudTrail
+# events, the latency from each event to its containment call (README "Detect and respond").
+# Starts the stack unless it is running (and stops it again afterwards). Not part of `make test`.
+EVENTS ?= 20
+respond-bench: setup
+	$(PY) -m sandbox.respond_bench --events $(EVENTS)

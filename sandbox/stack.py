@@ -394,7 +394,8 @@ class Stack:
         ensure_recovery_key(keys)
 
     def _seed(self, env: dict[str, str]) -> dict[str, Any]:
-        """The demo estate, plus what dr_restore needs: its role, a private DB network, a topic."""
+        """The demo estate, plus what dr_restore needs: its role, a private DB network, a topic;
+        and what dr_incident_response listens on: the incident queue and the shipped rules."""
         code = (
             "import json,os\n"
             "from sandbox import estate as e\n"
@@ -405,6 +406,9 @@ class Stack:
             "                      dr_key_arn=seeded.key_arns[plan.regions.dr])\n"
             "e.ensure_restore_network(plan, url)\n"
             "e.ensure_notification_topic(plan, url)\n"
+            "from sandbox.incidents import ensure_incident_pipeline\n"
+            "if plan.incident_response.queue_url:\n"
+            "    ensure_incident_pipeline(plan, url)\n"
             "print(json.dumps(seeded.to_dict()))\n"
         )
         out = subprocess.run(

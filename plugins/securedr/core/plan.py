@@ -346,6 +346,101 @@ class Notifications(_Model):
         return value
 
 
+#: An SQS queue URL: ``https://sqs.<region>.amazonaws.com/<account>/<name>``.
+SQS_QUEUE_URL_RE = re.compile(
+    r"^https://sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(?P<account>\d{12})/"
+    r"(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)$"
+)
+_PRINCIPAL_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(?:role|user)/[\w+=,.@/-]+$")
+
+
+class IncidentResponse(_Model):
+    """dr_incident_response: where its events arrive and whose calls are SecureDR's own.
+
+    A call is SecureDR's own (and ignored) when its principal is one of ``own_principal_arns``
+    (an IAM user, or a role: any session of it), or when it was made by a session of one of
+    SecureDR's roles (the restore role, the vault roles, ``backup_role_arn``) whose session name
+    starts with one of ``own_session_prefixes``. A session name alone proves nothing: anyone who
+    may assume some role can pick it, so under any other role the same name is not ignored.
+    """
+
+    queue_url: str | None = Field(
+        default=None,
+        description="The SQS queue the rules in include/eventbridge/ feed (None: no watcher)",
+    )
+    backup_role_arn: str | None = Field(
+        default=None,
+        description="The role dr_nightly_backup runs under; its policies are watched too",
+    )
+    own_principal_arns: list[str] = Field(default_factory=list)
+    own_session_prefixes: list[str] = Field(
+        default_factory=lambda: [
+            "securedr-restore-",
+            "securedr-vault-",
+            "securedr-drill-",
+            "securedr-backup-",
+        ]
+    )
+    trusted_accounts: list[str] = Field(
+        default_factory=list,
+        description="Accounts inside the plan besides the workload, vault and recovery accounts",
+    )
+    block_public_access_state: Literal["block-all-sharing", "block-new-sharing"] = (
+        "block-all-sharing"
+    )
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is not None and not SQS_QUEUE_URL_RE.match(value):
+            raise ValueError(
+                "expected an SQS queue URL like "
+                "'https://sqs.us-west-2.amazonaws.com/123456789012/securedr-incidents', "
+                f"found {_show(value)}"
+            )
+        return value
+
+    @field_validator("backup_role_arn")
+    @classmethod
+    def _backup_role(cls, value: str | None) -> str | None:
+        if value is not None and _role_account(value) is None:
+            raise ValueError(
+                "expected an IAM role ARN like 'arn:aws:iam::123456789012:role/securedr-backup', "
+                f"found {_show(value)}"
+            )
+        return value
+
+    @field_validator("own_principal_arns")
+    @classmethod
+    def _principals(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not _PRINCIPAL_ARN_RE.match(arn):
+                raise ValueError(
+                    "expected IAM role or user ARNs like "
+                    f"'arn:aws:iam::123456789012:role/securedr-backup', found {_show(arn)}"
+                )
+        return value
+
+    @field_validator("trusted_accounts")
+    @classmethod
+    def _accounts(cls, value: list[str]) -> list[str]:
+        for account in value:
+            if not re.fullmatch(r"\d{12}", account):
+                raise ValueError(f"expected 12-digit AWS account ids, found {_show(account)}")
+        return value
+
+    @field_validator("own_session_prefixes")
+    @classmethod
+    def _prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if len(prefix) < 4 or not re.fullmatch(r"[\w+=,.@-]+", prefix):
+                raise ValueError(
+                    "expected session name prefixes of at least 4 characters "
+                    f"(letters, digits, +=,.@_-), found {_show(prefix)}"
+                )
+        return value
+
+
 #: ``s3://bucket`` or ``s3://bucket/prefix``; the prefix is taken literally (no globbing).
 S3_URL_RE = re.compile(r"^s3://(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?$")
 FILE_SET_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -619,6 +714,7 @@ class Plan(_Model):
     notifications: Notifications = Field(default_factory=Notifications)
     file_sets: FileSets | None = None
     vault: Vault | None = None
+    incident_response: IncidentResponse = Field(default_factory=IncidentResponse)
 
     @field_validator("version", mode="before")
     @classmethod
