@@ -177,3 +177,25 @@ def test_the_page_reads_the_signed_manifests_of_the_sandbox(api, estate, plan, a
     assert database in page and "NO COPY" in page
     nightly = client.get(PREFIX + "/reports/nightly", cookies={"_token": tokens["alice"]})
     assert nightly.status_code == 404  # no nightly run report stored in this sandbox
+
+
+def test_readings_are_cached_briefly(monkeypatch):
+    from securedr import posture_app
+
+    class Counting(posture_app.PostureSource):
+        calls = 0
+
+        def read(self):
+            Counting.calls += 1
+            return {"n": Counting.calls}
+
+    clock = [100.0]
+    monkeypatch.setattr(posture_app.time, "monotonic", lambda: clock[0])
+    source = Counting(ttl=60)
+    assert source.posture() == {"n": 1}
+    clock[0] += 59
+    assert source.posture() == {"n": 1}  # within the TTL: no AWS read
+    clock[0] += 2
+    assert source.posture() == {"n": 2}
+    monkeypatch.setenv(posture_app.CACHE_ENV, "5")
+    assert Counting().ttl == 5.0
