@@ -1,9 +1,11 @@
 """dr_nightly_backup: protect every selected resource with a verified, signed DR copy.
 
 pre-flight checks -> discover -> recovery points -> wait -> copy to the DR Region -> wait
--> verify -> signed manifest -> re-verify every retained copy of earlier nights -> retention
--> report (always); beside the snapshots, after the
-pre-flight checks: encrypted file sets (into the manifest)
+-> verify -> (with a vault: copy into the vault account -> verify there) -> signed manifest
+-> (with a vault: release the workload's intermediate DR copies) -> re-verify every retained
+copy of earlier nights -> retention -> report (always); beside the snapshots, after the
+pre-flight checks: encrypted file sets (into the manifest). Without a vault in the plan the
+vault steps do nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,11 @@ from securedr.operators.recovery_points import (
 )
 from securedr.operators.report import NightlyReportOperator
 from securedr.operators.retention import ApplyRetentionOperator
+from securedr.operators.vault import (
+    CopyToVaultOperator,
+    ReleaseDrIntermediatesOperator,
+    VerifyVaultCopiesOperator,
+)
 from securedr.operators.verify import ReverifyRetainedCopiesOperator, VerifyDrCopiesOperator
 from securedr.schedules import next_cron
 from securedr.sensors.recovery_points import RecoveryPointsSensor
@@ -57,9 +64,28 @@ with DAG(
         task_id="wait_for_dr_copies", points=dr_copies.output, location="dr"
     )
     verify = VerifyDrCopiesOperator(task_id="verify_dr_copies", points=dr_copies.output)
+    vault_copies = CopyToVaultOperator(task_id="copy_to_vault", verifications=verify.output)
+    # Runs even if the copy step failed: every point it did not finish is then named as not in
+    # the vault (and keeps its DR copy), and the manifest of what WAS protected is still signed.
+    verify_vault = VerifyVaultCopiesOperator(
+        task_id="verify_vault_copies",
+        verifications=verify.output,
+        vault_copies=vault_copies.output,
+        trigger_rule=TriggerRule.ALL_DONE,
+    )
     file_sets = BackupFileSetsOperator(task_id="backup_file_sets")
     manifest = SignRunManifestOperator(
-        task_id="sign_run_manifest", verifications=verify.output, file_sets=file_sets.output
+        task_id="sign_run_manifest",
+        verifications=verify.output,
+        file_sets=file_sets.output,
+        vault=verify_vault.output,
+    )
+    # Only once the signed manifest lists the vault copies.
+    release = ReleaseDrIntermediatesOperator(
+        task_id="release_dr_intermediates",
+        verifications=verify.output,
+        vault_result=verify_vault.output,
+        manifest=manifest.output,
     )
     # Earlier nights' copies, from the signed manifests: one task, batched describes.
     reverify = ReverifyRetainedCopiesOperator(task_id="reverify_retained_copies")
@@ -76,6 +102,7 @@ with DAG(
         file_sets=file_sets.output,
         retained=reverify.output,
         preflight=preflight.output,
+        vault=verify_vault.output,
         trigger_rule=TriggerRule.ALL_DONE,
         retries=0,
     )
@@ -88,7 +115,10 @@ with DAG(
         dr_copies,
         wait_dr_copies,
         verify,
+        vault_copies,
+        verify_vault,
         manifest,
+        release,
         reverify,
         retention,
         report,

@@ -7,6 +7,10 @@ and RPO per resource against the plan's targets, NIST SP 800-53 evidence, trend 
 drills; JSON and HTML in the evidence bucket under drills/<plan>/). The run fails unless the
 drill passed. Every step runs under the restore role and lands in the audit trail.
 
+With a vault in the plan (or ``source: vault``) the whole drill runs from the vault: under the
+vault recovery role, sandbox in the recovery account, vault copies restored, evidence and
+audit trail in the vault evidence bucket - the drill proves the workload account is not needed.
+
 Runs at 03:00 UTC on the first day of each quarter; trigger it by hand at any time. There is
 deliberately no dagrun_timeout: a run-level timeout kills tasks without running teardown. Each
 step has its own timeout instead, and the teardown still runs after one fires.
@@ -16,8 +20,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import DAG, chain
+from airflow.sdk import DAG, Param, chain
 
+from securedr.core.restore_request import SOURCES
 from securedr.operators.drill import (
     TEARDOWN_TASK_ID,
     CreateDrillSandboxOperator,
@@ -37,6 +42,20 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={"retry_delay": timedelta(seconds=30), "execution_timeout": timedelta(hours=2)},
+    params={
+        "source": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *SOURCES],
+            title="Drill from",
+            description=(
+                "'vault': restore the latest verified vault copies into a sandbox built in the "
+                "recovery account, under the vault recovery role; 'workload': the workload "
+                "account's DR copies. Empty (and every scheduled drill): the vault when the plan "
+                "has one, else the workload."
+            ),
+        )
+    },
     tags=["securedr", "dr", "drill"],
     doc_md=__doc__,
 ) as dag:

@@ -6,6 +6,11 @@ copies checked) -> restore (EBS volumes, RDS instances, file sets decrypted and 
 the manifest, under the restore role) -> wait -> confirm (checks, RTO/RPO, report, notification).
 Every decision and action is appended to the audit trail.
 
+``source`` picks what is restored: the workload account's DR copies, or - when the workload
+account is lost - the vault copies, read and restored under the vault recovery role into the
+recovery account, with the manifests, MFA ledger, audit trail and report in the vault evidence
+bucket. Empty: the vault when the plan has one.
+
 Trigger it from the UI ("Trigger DAG" with the form below); approvers answer under "Required
 Actions". Runbook: docs/restore.md.
 """
@@ -23,6 +28,7 @@ from securedr.core.restore_request import (
     REASON_MIN_LENGTH,
     RECOVERY_POINT_PATTERN,
     RESOURCE_ID_PATTERN,
+    SOURCES,
     TICKET_PATTERN,
 )
 from securedr.notifiers.sns import SnsNotifier
@@ -111,6 +117,17 @@ with DAG(
             pattern=TICKET_PATTERN,
             title="Ticket",
             description="Incident or change ticket (optional), e.g. INC-1234.",
+        ),
+        "source": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, *SOURCES],
+            title="Restore from",
+            description=(
+                "'vault': the vault copies in the vault account, under the vault recovery role "
+                "(when the workload account is lost); 'workload': the workload account's DR "
+                "copies. Leave empty for the vault when the plan has one, else the workload."
+            ),
         ),
         "dry_run": Param(
             False,

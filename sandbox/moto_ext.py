@@ -8,7 +8,8 @@ AWS account does.
 EBS snapshot lock (``LockSnapshot``, ``UnlockSnapshot``, ``DescribeLockedSnapshots``) is missing
 from moto too; see :mod:`sandbox.snapshot_locks`. ``RegisterImage`` in moto ignores the block
 device mappings it is given; the sandbox remembers the snapshots they name so that deleting one
-of them is refused while the AMI is registered, as on AWS.
+of them is refused while the AMI is registered, as on AWS. What one account may do with
+another's snapshots and keys: :mod:`sandbox.cross_account`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from moto.core.responses import ActionResult
 from moto.ec2.models.amis import Ami
 from moto.ec2.responses import EC2Response
 
-from sandbox import snapshot_locks
+from sandbox import cross_account, snapshot_locks
 
 _VALID_STATES = {"block-all-sharing", "block-new-sharing", "unblocked"}
 #: (account id, Region) -> state
@@ -106,6 +107,7 @@ def install() -> None:
     EC2Response.enable_snapshot_block_public_access = _enable  # type: ignore[attr-defined]
     EC2Response.disable_snapshot_block_public_access = _disable  # type: ignore[attr-defined]
     snapshot_locks.install()
+    cross_account.install()
     if "register_image" not in _ORIGINAL:
         _ORIGINAL["register_image"] = EC2Response.register_image
         _register_image.__name__ = "register_image"

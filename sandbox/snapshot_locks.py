@@ -12,6 +12,14 @@ EC2 responder with AWS's request and response shapes, times on the sandbox clock
   states ``compliance-cooloff`` / ``compliance`` / ``governance`` / ``expired``; what may change
   in which state): https://docs.aws.amazon.com/ebs/latest/userguide/snapshot-lock-concepts.html
 
+A snapshot can be locked only while it is ``pending`` or ``completed``; a lock taken while it
+is pending counts its duration from when it completes (until then the lock has no
+``LockDurationStartTime`` nor ``LockExpiresOn``), and if the snapshot fails (``error``) the lock
+is cancelled (https://docs.aws.amazon.com/ebs/latest/userguide/snapshot-lock-considerations.html).
+Locking a snapshot in any other state answers ``IncorrectState``, EC2's code for "the resource
+is in an incorrect state for the request" (errors-overview page below). Locks are per account:
+another account's snapshot is not found.
+
 ``DeleteSnapshot`` of a snapshot whose lock has not expired is refused ("While a snapshot is
 locked, it can't be deleted by any user, regardless of their IAM permissions":
 https://docs.aws.amazon.com/ebs/latest/userguide/ebs-snapshot-lock.html). AWS does not document
@@ -51,13 +59,15 @@ class SnapshotLock:
     owner_id: str
     mode: str
     created_on: dt.datetime
-    expires_on: dt.datetime
+    #: None while a lock by duration waits for its pending snapshot to complete
+    expires_on: dt.datetime | None
     duration_days: int | None = None
     cool_off_hours: int | None = None
     cool_off_expires_on: dt.datetime | None = None
+    duration_start: dt.datetime | None = None
 
     def state(self, now: dt.datetime) -> str:
-        if now >= self.expires_on:
+        if self.expires_on is not None and now >= self.expires_on:
             return "expired"
         if self.mode == "governance":
             return "governance"
@@ -71,9 +81,10 @@ class SnapshotLock:
             "SnapshotId": self.snapshot_id,
             "LockState": self.state(now),
             "LockCreatedOn": self.created_on,
-            "LockDurationStartTime": self.created_on,
-            "LockExpiresOn": self.expires_on,
         }
+        if self.expires_on is not None:
+            info["LockDurationStartTime"] = self.duration_start or self.created_on
+            info["LockExpiresOn"] = self.expires_on
         if self.duration_days is not None:
             info["LockDuration"] = self.duration_days
         if self.cool_off_hours is not None:
@@ -93,7 +104,35 @@ def _key(response: EC2Response, snapshot_id: str) -> tuple[str, str, str]:
 
 def lock_of(account: str, region: str, snapshot_id: str) -> SnapshotLock | None:
     """The lock recorded for a snapshot (expired or not), if any."""
-    return _LOCKS.get((account, region, snapshot_id))
+    return _settled((account, region, snapshot_id))
+
+
+def _snapshot_model(account: str, region: str, snapshot_id: str) -> Any:
+    from moto.ec2.models import ec2_backends
+
+    per_account = dict.get(ec2_backends, account)
+    backend = None if per_account is None else dict.get(per_account, region)
+    return None if backend is None else backend.snapshots.get(snapshot_id)
+
+
+def _settled(key: tuple[str, str, str]) -> SnapshotLock | None:
+    """The lock of ``key`` after its snapshot's progress: started on completion, gone on error."""
+    from sandbox.realism.timing import COMPLETED_AT
+
+    with _LOCK:
+        lock = _LOCKS.get(key)
+        if lock is None or lock.expires_on is not None:
+            return lock
+        snapshot = _snapshot_model(*key)
+        status = getattr(snapshot, "status", None)
+        if status == "error":
+            del _LOCKS[key]  # "if the snapshot creation fails for any reason, the lock is canceled"
+            return None
+        if status == "completed" and lock.duration_days is not None:
+            start = snapshot.__dict__.get(COMPLETED_AT) or realism.now()
+            lock.duration_start = start
+            lock.expires_on = start + dt.timedelta(days=lock.duration_days)
+        return lock
 
 
 def _timestamp(value: Any) -> dt.datetime:
@@ -133,6 +172,7 @@ def _lock_snapshot(self: EC2Response) -> ActionResult:
     if cool_off is not None and not 1 <= cool_off <= MAX_COOL_OFF_HOURS:
         raise _invalid(f"CoolOffPeriod must be between 1 and {MAX_COOL_OFF_HOURS} hours.")
     now = realism.now()
+    expires_on: dt.datetime | None
     if duration is not None:
         if not 1 <= duration <= MAX_LOCK_DAYS:
             raise _invalid(f"LockDuration must be between 1 and {MAX_LOCK_DAYS} days.")
@@ -144,8 +184,18 @@ def _lock_snapshot(self: EC2Response) -> ActionResult:
                 f"ExpirationDate must be in the future, at most {MAX_LOCK_DAYS} days away."
             )
     snapshot = self.ec2_backend.get_snapshot(snapshot_id)  # InvalidSnapshot.NotFound if absent
+    if snapshot.status not in ("pending", "completed"):
+        raise EC2ClientError(
+            "IncorrectState",
+            f"The snapshot '{snapshot_id}' is in the '{snapshot.status}' state; only a pending "
+            "or completed snapshot can be locked.",
+        )
     self.error_on_dryrun()
+    pending = snapshot.status == "pending"
+    if pending and duration is not None:
+        expires_on = None  # the duration starts when the snapshot completes
     key = _key(self, snapshot_id)
+    _settled(key)
     with _LOCK:
         current = _LOCKS.get(key)
         if current is not None and current.state(now) == "compliance":
@@ -155,7 +205,7 @@ def _lock_snapshot(self: EC2Response) -> ActionResult:
                     f"The snapshot {snapshot_id} is locked in compliance mode and its cooling-off "
                     "period has expired: the lock mode cannot be changed."
                 )
-            if expires_on < current.expires_on:
+            if _shortens(expires_on, duration, current):
                 raise OperationNotPermitted(
                     f"The snapshot {snapshot_id} is locked in compliance mode and its cooling-off "
                     "period has expired: the lock can only be extended."
@@ -174,11 +224,21 @@ def _lock_snapshot(self: EC2Response) -> ActionResult:
             duration_days=duration,
             cool_off_hours=cool_off,
             cool_off_expires_on=cool_off_expires,
+            duration_start=None if expires_on is None else now,
         )
         _LOCKS[key] = lock
     result = lock.as_dict(now)
     result.pop("OwnerId")
     return ActionResult(result)
+
+
+def _shortens(expires_on: dt.datetime | None, duration: int | None, current: SnapshotLock) -> bool:
+    """Whether a new lock would end before ``current`` does (both may still wait to start)."""
+    if expires_on is not None and current.expires_on is not None:
+        return expires_on < current.expires_on
+    if expires_on is None and current.expires_on is None:
+        return (duration or 0) < (current.duration_days or 0)
+    return False  # a lock that has not started yet ends after any fixed date that has
 
 
 def _unlock_snapshot(self: EC2Response) -> ActionResult:
@@ -188,6 +248,7 @@ def _unlock_snapshot(self: EC2Response) -> ActionResult:
     self.ec2_backend.get_snapshot(snapshot_id)
     self.error_on_dryrun()
     key = _key(self, snapshot_id)
+    _settled(key)
     with _LOCK:
         lock = _LOCKS.get(key)
         if lock is None:
@@ -211,6 +272,8 @@ def _describe_locked_snapshots(self: EC2Response) -> ActionResult:
     now = realism.now()
     snapshots = self.ec2_backend.snapshots
     found = []
+    for key in list(_LOCKS):
+        _settled(key)
     with _LOCK:
         for (account, region, snapshot_id), lock in sorted(_LOCKS.items()):
             if (account, region) != (self.current_account, self.region):
@@ -234,12 +297,17 @@ _ORIGINAL: dict[str, Any] = {}
 
 def _delete_snapshot(self: EC2Response) -> Any:
     snapshot_id = self._get_param("SnapshotId")
-    lock = _LOCKS.get(_key(self, str(snapshot_id)))
+    lock = _settled(_key(self, str(snapshot_id)))
     if lock is not None and lock.state(realism.now()) != "expired":
+        until = (
+            f"until {lock.expires_on.strftime('%Y-%m-%dT%H:%M:%S.000Z')}"
+            if lock.expires_on is not None
+            else f"for {lock.duration_days} days once it completes"
+        )
         raise EC2ClientError(
             "InvalidSnapshot.InUse",
-            f"The snapshot {snapshot_id} is locked in {lock.mode} mode until "
-            f"{lock.expires_on.strftime('%Y-%m-%dT%H:%M:%S.000Z')} and cannot be deleted.",
+            f"The snapshot {snapshot_id} is locked in {lock.mode} mode {until} and cannot be "
+            "deleted.",
         )
     return _ORIGINAL["delete_snapshot"](self)
 

@@ -25,6 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+# Deny statements, evaluated conditions and cross-account rules (identity AND resource policy,
+# SCPs) live in sandbox.iam_judge, which `make compromise` uses too.
+from sandbox.iam_judge import Decision, Principal, World, judge, judge_call
+
 ACCOUNT = "123456789012"
 
 #: S3 operations whose IAM action is named differently.
@@ -88,13 +92,19 @@ def recorded_requests() -> Iterator[list[Request]]:
 
     def record(client: Any, operation: str, params: dict[str, Any]) -> None:
         credentials = client._request_signer._credentials
+        try:
+            access_key = getattr(credentials, "access_key", "") if credentials else ""
+        except NotImplementedError:
+            # aiobotocore's refreshable credentials refuse the synchronous property; the key
+            # they hold is what the request is signed with (refreshed by the signer).
+            access_key = getattr(credentials, "_access_key", "")
         calls.append(
             Request(
                 service=client.meta.service_model.signing_name,
                 operation=operation,
                 params=dict(params),
                 region=client.meta.region_name,
-                access_key=getattr(credentials, "access_key", "") if credentials else "",
+                access_key=access_key,
             )
         )
 
@@ -294,11 +304,33 @@ def denied(
     return sorted(set(problems))
 
 
+def evaluate(
+    policy: dict[str, Any],
+    action: str,
+    resource: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    principal: str = f"arn:aws:iam::{ACCOUNT}:role/securedr",
+) -> Decision:
+    """``policy`` as the only identity policy of ``principal`` (same account, no resource
+    policy): unlike :func:`allowed`, ``Deny`` statements win and conditions are evaluated
+    against ``context`` (see :mod:`sandbox.iam_judge`)."""
+    world = World()
+    world.add_identity(principal, policy)
+    return judge(world, Principal(principal), action, resource, context)
+
+
 __all__ = [
+    "Decision",
+    "Principal",
     "Request",
+    "World",
     "allowed",
     "authorizations",
     "denied",
+    "evaluate",
+    "judge",
+    "judge_call",
     "kms_aliases",
     "recorded_requests",
 ]

@@ -87,6 +87,9 @@ _IN_PROGRESS: dict[tuple[str, str, str, str], InProgress] = {}
 _PROGRESS = "_realism_progress"
 _CREATE_TIME = "_realism_create_time"
 _NO_CREATE_TIME = "_realism_no_create_time"
+#: When an EBS snapshot or copy that took time completed (sandbox clock, aware UTC); a snapshot
+#: lock taken while it was pending counts its duration from then (sandbox.snapshot_locks).
+COMPLETED_AT = "_realism_completed_at"
 
 
 def _ebs_progress(self: Any) -> str:
@@ -132,6 +135,8 @@ def _finish(entry: InProgress) -> None:
     if entry.service == "ec2":
         model.status = "completed"
         model.__dict__.pop(_PROGRESS, None)
+        due = entry.started + dt.timedelta(seconds=entry.seconds)
+        model.__dict__[COMPLETED_AT] = min(due, realism.now())
         return
     model.status = "available"
     model.percent_progress = 100

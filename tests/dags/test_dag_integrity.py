@@ -57,7 +57,10 @@ def test_nightly_schedule_and_order(dagbag):
         "copy_to_dr_region",
         "wait_for_dr_copies",
         "verify_dr_copies",
+        "copy_to_vault",
+        "verify_vault_copies",
         "sign_run_manifest",
+        "release_dr_intermediates",
         "reverify_retained_copies",
         "apply_retention",
         "report_run",
@@ -65,6 +68,9 @@ def test_nightly_schedule_and_order(dagbag):
     for upstream, downstream in itertools.pairwise(order):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("report_run").trigger_rule == "all_done"
+    # A failed vault copy step still ends in a verdict per point and a signed manifest.
+    assert dag.get_task("verify_vault_copies").trigger_rule == "all_done"
+    assert dag.get_task("copy_to_vault").deferrable
     assert dag.get_task("preflight_security_checks").retries == 0
 
 

@@ -583,3 +583,7 @@ def restore_stack(stack, stack_nightly):
         plan_path=DEFAULT_PLAN,
         nightly_run_id=stack_nightly["run_id"],
     )
+
+
+# Restores from the vault (tests/restore/vault.py): the vault account and a nightly's vault copies.
+from tests.restore.vault import vault, vault_backup  # noqa: E402, F401

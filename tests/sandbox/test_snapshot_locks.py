@@ -176,3 +176,50 @@ def test_registered_ami_shows_and_protects_its_snapshot(ec2, snapshot_id):
         Filters=[{"Name": "block-device-mapping.snapshot-id", "Values": [snapshot_id]}],
     )["Images"]
     assert [i["ImageId"] for i in found] == [ami]
+
+
+def test_a_lock_on_a_pending_snapshot_starts_when_it_completes(ec2):
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    realism.configure("timing", snapshot_seconds=2 * HOUR)
+    snapshot_id = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    lock = ec2.lock_snapshot(
+        SnapshotId=snapshot_id, LockMode="compliance", CoolOffPeriod=1, LockDuration=7
+    )
+    # Until the snapshot completes the lock has no start and no end, and protects it anyway.
+    assert lock["LockState"] == "compliance-cooloff"
+    assert "LockExpiresOn" not in lock and "LockDurationStartTime" not in lock
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_snapshot(SnapshotId=snapshot_id)
+    assert _error(exc) == ("InvalidSnapshot.InUse", 400)
+
+    realism.advance(3 * HOUR)  # completed an hour ago; cooling-off over
+    (info,) = ec2.describe_locked_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    (snapshot,) = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    completed = snapshot["StartTime"] + dt.timedelta(hours=2)
+    assert info["LockState"] == "compliance"
+    assert abs(info["LockDurationStartTime"] - completed) < dt.timedelta(seconds=5)
+    assert info["LockExpiresOn"] - info["LockDurationStartTime"] == dt.timedelta(days=7)
+    with pytest.raises(ClientError) as exc:  # no shortening after the cooling-off period
+        ec2.lock_snapshot(SnapshotId=snapshot_id, LockMode="compliance", LockDuration=6)
+    assert _error(exc) == ("OperationNotPermitted", 400)
+    with pytest.raises(ClientError) as exc:
+        ec2.unlock_snapshot(SnapshotId=snapshot_id)
+    assert _error(exc) == ("OperationNotPermitted", 400)
+
+
+def test_a_compliance_lock_without_cooling_off_is_final_at_once(ec2, snapshot_id):
+    lock = ec2.lock_snapshot(SnapshotId=snapshot_id, LockMode="compliance", LockDuration=2)
+    assert lock["LockState"] == "compliance"
+    assert "CoolOffPeriod" not in lock
+    with pytest.raises(ClientError) as exc:
+        ec2.unlock_snapshot(SnapshotId=snapshot_id)
+    assert _error(exc) == ("OperationNotPermitted", 400)
+    with pytest.raises(ClientError) as exc:
+        ec2.lock_snapshot(
+            SnapshotId=snapshot_id,
+            LockMode="compliance",
+            ExpirationDate=realism.now() + dt.timedelta(days=1),
+        )
+    assert _error(exc) == ("OperationNotPermitted", 400)
+    (info,) = ec2.describe_locked_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    assert info["LockDuration"] == 2

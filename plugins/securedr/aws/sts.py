@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,9 +55,10 @@ class RestoreRoleError(Exception):
     """The restore role cannot be assumed; the message says why and what to do (no secrets)."""
 
 
-def session_name(run_id: str) -> str:
-    """``securedr-restore-<run token>``: stable per run, valid for STS (<= 64 chars)."""
-    return SESSION_PREFIX + run_token(run_id)
+def session_name(run_id: str, prefix: str = SESSION_PREFIX) -> str:
+    """``<prefix><run token>`` (``securedr-restore-`` by default): stable per run, valid for STS
+    (<= 64 chars), so CloudTrail ties every call under the role to the run."""
+    return prefix + run_token(run_id)
 
 
 #: Error codes AWS answers when a request is signed with expired temporary credentials
@@ -230,6 +231,31 @@ class AssumedRoleClients(ServiceClients):
             client.meta.events.register("needs-retry", on_needs_retry)
             yield client
 
+    @asynccontextmanager
+    async def async_clients(self) -> AsyncIterator[AssumedAsyncPool]:
+        """aiobotocore clients under this session, built on first use and kept until the block
+        ends (the same ``get(service, region)`` as :class:`securedr.aws.clients.AsyncClientPool`,
+        so a trigger's loop takes either)."""
+        async with AsyncExitStack() as stack:
+            yield AssumedAsyncPool(self, stack)
+
+
+class AssumedAsyncPool:
+    """One aiobotocore client per (service, Region) under an assumed role."""
+
+    def __init__(self, clients: AssumedRoleClients, stack: AsyncExitStack) -> None:
+        self._clients = clients
+        self._stack = stack
+        self._open: dict[tuple[str, str], Any] = {}
+
+    async def get(self, service: str, region: str) -> Any:
+        key = (service, region)
+        if key not in self._open:
+            self._open[key] = await self._stack.enter_async_context(
+                self._clients.async_client(service, region)
+            )
+        return self._open[key]
+
 
 def _as_datetime(value: Any) -> datetime | None:
     return value.astimezone(UTC) if isinstance(value, datetime) else None
@@ -248,15 +274,27 @@ def _session_with(credentials: RefreshableCredentials) -> botocore.session.Sessi
     return session
 
 
-def check_role_settings(role_arn: str | None, external_id: str | None, variable: str) -> None:
-    """Refuse missing or malformed settings before calling STS (messages name the fix)."""
+def check_role_settings(
+    role_arn: str | None,
+    external_id: str | None,
+    variable: str,
+    *,
+    setting: str = "restore.role_arn",
+) -> None:
+    """Refuse missing or malformed settings before calling STS (messages name the fix).
+
+    ``setting`` is the plan field that names the role (``restore.role_arn``,
+    ``vault.role_arn``).
+    """
     if not role_arn:
+        if setting != "restore.role_arn":
+            raise RestoreRoleError(f"{setting} is not set in the plan")
         raise RestoreRoleError(
-            "restore.role_arn is not set in the plan; restores run only under the dedicated "
-            "restore role (see include/iam/securedr-restore-policy.json and docs/restore.md)"
+            f"{setting} is not set in the plan; restores run only under their dedicated "
+            "role (see include/iam/ and docs/restore.md)"
         )
     if not _ROLE_ARN_RE.match(role_arn):
-        raise RestoreRoleError(f"restore.role_arn {role_arn!r} is not an IAM role ARN")
+        raise RestoreRoleError(f"{setting} {role_arn!r} is not an IAM role ARN")
     if not external_id:
         raise RestoreRoleError(
             f"the Airflow Variable {variable!r} (the restore role's external id) is not set; "
@@ -277,13 +315,16 @@ def assume_role(
     external_id_variable: str,
     session: str,
     duration_seconds: int = MAX_SESSION_SECONDS,
+    setting: str = "restore.role_arn",
+    trust_policy: str = "include/iam/securedr-restore-trust-policy.json",
 ) -> AssumedRoleClients:
     """Assume ``role_arn`` through ``sts`` (a client under the connection's identity).
 
     ``duration_seconds`` is clamped to [900, 3600]. Raises :class:`RestoreRoleError` naming the
-    role (never the external id or credentials) when STS refuses.
+    role (never the external id or credentials) when STS refuses; ``setting`` and
+    ``trust_policy`` name the plan field and the shipped trust policy in its messages.
     """
-    check_role_settings(role_arn, external_id, external_id_variable)
+    check_role_settings(role_arn, external_id, external_id_variable, setting=setting)
     assert role_arn is not None and external_id is not None
     duration = max(MIN_SESSION_SECONDS, min(MAX_SESSION_SECONDS, int(duration_seconds)))
     try:
@@ -298,8 +339,7 @@ def assume_role(
         if code:
             raise RestoreRoleError(
                 f"STS refused to assume {role_arn} ({code}); check the role's trust policy "
-                "(include/iam/securedr-restore-trust-policy.json) allows this Airflow identity "
-                "with this external id"
+                f"({trust_policy}) allows this Airflow identity with this external id"
             ) from None
         raise
 
@@ -332,11 +372,19 @@ def assume_restore_role(
     role_arn: str | None,
     external_id_variable: str,
     run_id: str,
+    session_prefix: str = SESSION_PREFIX,
+    setting: str = "restore.role_arn",
+    trust_policy: str = "include/iam/securedr-restore-trust-policy.json",
 ) -> AssumedRoleClients:
     """Assume the plan's restore role for ``run_id``, with the external id from its Variable.
 
+    ``aws_conn_id`` is the connection whose identity calls STS: the workload's for a restore
+    from the workload account, ``vault.recovery.aws_conn_id`` for one from the vault.
+
     The external id is registered with Airflow's secrets masker before use, so it cannot leak
-    into task logs. Callable from tasks and (through ``sync_to_async``) from triggers.
+    into task logs. Callable from tasks and (through ``sync_to_async``) from triggers. The
+    keyword arguments after ``run_id`` let other plan roles (the vault intake role) share the
+    same machinery: the session-name prefix, and the plan field / trust policy messages name.
     """
     from airflow.sdk import Variable
     from airflow.sdk.log import mask_secret
@@ -352,5 +400,7 @@ def assume_restore_role(
         role_arn=role_arn,
         external_id=external_id,
         external_id_variable=external_id_variable,
-        session=session_name(run_id),
+        session=session_name(run_id, session_prefix),
+        setting=setting,
+        trust_policy=trust_policy,
     )

@@ -42,8 +42,13 @@ def build_manifest(
     dr_kms_key_arn: str,
     verifications: Iterable[Verification],
     file_sets: Iterable[Mapping[str, Any]] = (),
+    vault: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest payload (unsigned). Points are sorted so equal runs give equal bytes.
+
+    ``vault`` (the vault verification's result: ``{"vault": {...}, "points": {label: entry}}``)
+    adds the top-level ``vault`` and each verified point's ``vault`` entry (a verified point the
+    vault step never reached gets a failed entry); without it the manifest keeps its shape.
 
     Resources the run could not protect are listed under ``not_protected`` (with the reason),
     not as recovery points. Raises :class:`ManifestError` for a verified point without its DR
@@ -98,6 +103,13 @@ def build_manifest(
                 "verified_at": verification.checked_at,
             }
         )
+        if vault is not None and verification.passed:
+            points[-1]["vault"] = (vault.get("points") or {}).get(point.label) or {
+                **_vault_base(vault),
+                "kind": point.kind,
+                "verified": False,
+                "problems": ["the vault step never reached this point"],
+            }
     points.sort(key=lambda p: (p["kind"], p["source_region"], p["source_id"]))
     not_protected.sort(key=lambda p: (p["kind"], p["source_region"], p["source_id"]))
     verified = sum(1 for p in points if p["verified"])
@@ -114,10 +126,20 @@ def build_manifest(
         "file_sets": sorted(file_sets, key=lambda f: str(f.get("name", ""))),
         "summary": {"recovery_points": len(points), "verified": verified},
     }
+    if vault is not None:
+        payload["vault"] = dict(vault.get("vault") or {})
+        payload["summary"]["vault_verified"] = sum(
+            1 for p in points if (p.get("vault") or {}).get("verified")
+        )
     if not_protected:  # only then, so manifests of complete nights keep their earlier shape
         payload["not_protected"] = not_protected
         payload["summary"]["not_protected"] = len(not_protected)
     return payload
+
+
+def _vault_base(vault: Mapping[str, Any]) -> dict[str, Any]:
+    top = vault.get("vault") or {}
+    return {"account_id": top.get("account_id"), "region": None}
 
 
 def check_manifest(payload: Mapping[str, Any], *, plan: str | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ def nightly_report(
     file_sets: Sequence[Mapping[str, Any]] = (),
     retained: Mapping[str, Any] | None = None,
     preflight: Mapping[str, Any] | None = None,
+    vault: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record. ``succeeded`` is true only if every resource was protected, every copy
     verified, every file set was backed up completely, every retained copy of earlier nights
@@ -34,7 +35,10 @@ def nightly_report(
     reason and what to do; incidents on retained copies and possible forgeries retention found
     join tonight's under ``incidents``. Pre-flight's warnings (``preflight``: its result) and its
     copy-window estimate are listed under ``warnings`` and ``copy_window``; they never fail the
-    run."""
+    run. With a vault (``vault``: the vault verification's result) every verified DR copy must
+    also be verified in the vault: one that is not is listed under ``not_in_vault`` (its DR copy
+    is kept) and fails the run."""
+    vault_points = dict((vault or {}).get("points") or {})
     retained = dict(retained or {})
     retained_failed = [
         f"{p['source']} -> {p['copy']} ({p['age']} old): {'; '.join(p['problems'])}"
@@ -54,8 +58,13 @@ def nightly_report(
     refusals = [dict(r) for r in (retention or {}).get("retention_refusals") or []]
     failed_sets = failed_file_sets(file_sets)
     points = []
+    not_in_vault: list[str] = []
     for v in verifications:
         p = v.recovery_point
+        entry = vault_points.get(p.label) if vault else None
+        if vault and v.passed and not (entry or {}).get("verified"):
+            why = "; ".join((entry or {}).get("problems") or ["no vault copy"])
+            not_in_vault.append(f"{p.source_region}/{p.source_id}: {why}")
         points.append(
             {
                 "kind": p.kind,
@@ -68,6 +77,14 @@ def nightly_report(
                 "verified": v.passed,
                 "problems": v.problems,
                 "incidents": v.incidents,
+                **(
+                    {
+                        "vault_copy": _vault_copy(entry),
+                        "in_vault": bool((entry or {}).get("verified")),
+                    }
+                    if vault
+                    else {}
+                ),
             }
         )
     return {
@@ -82,7 +99,10 @@ def nightly_report(
         and not failed_sets
         and not not_protected
         and not refusals
-        and not retained_failed,
+        and not retained_failed
+        and not not_in_vault,
+        "not_in_vault": not_in_vault,
+        "vault": dict(vault.get("vault") or {}) if vault else None,
         "failed_tasks": list(failed_tasks),
         "recovery_points": points,
         "dr_copy_seconds": copy_durations(verifications),
@@ -110,6 +130,13 @@ def nightly_report(
         "warnings": list((preflight or {}).get("warnings") or []),
         "copy_window": (preflight or {}).get("copy_window"),
     }
+
+
+def _vault_copy(entry: Mapping[str, Any] | None) -> str | None:
+    if not entry:
+        return None
+    name = entry.get("snapshot_id") or entry.get("db_snapshot_identifier")
+    return f"{entry.get('account_id')}/{entry.get('region')}/{name}" if name else None
 
 
 def describe_refusal(refusal: Mapping[str, Any]) -> str:
@@ -209,6 +236,14 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     for p in report["recovery_points"]:
         for problem in p["problems"]:
             lines.append(f"  ! {p['source']}: {problem}")
+    if report.get("vault"):
+        in_vault = sum(1 for p in report["recovery_points"] if p.get("in_vault"))
+        lines.append("")
+        lines.append(
+            f"Vault {report['vault'].get('account_id')}: {in_vault} of "
+            f"{report['verified']} verified DR copies verified and locked in the vault"
+        )
+        lines += [f"  ! NOT PROTECTED IN THE VAULT {n}" for n in report.get("not_in_vault") or []]
     not_protected = report.get("not_protected") or []
     if not_protected:
         lines.append("")
@@ -263,6 +298,8 @@ def render_nightly_text(report: Mapping[str, Any]) -> str:
     manifest = report.get("manifest")
     if manifest:
         lines.append(f"Manifest: {manifest['url']} (signed by {manifest['key_id']})")
+        if manifest.get("vault_url"):
+            lines.append(f"Manifest in the vault: {manifest['vault_url']} (COMPLIANCE)")
     window = report.get("copy_window")
     if window:
         verdict = {True: "fits", False: "DOES NOT FIT", None: "unknown"}[window.get("fits")]

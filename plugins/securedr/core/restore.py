@@ -539,6 +539,7 @@ def restore_report(
         "plan": plan,
         "run_id": run_id,
         "dry_run": dry_run,
+        "source": request.get("source") or "workload",
         "initiator": initiator,
         "approver": approver,
         "reason": request.get("reason"),
@@ -578,7 +579,8 @@ def render_restore_text(report: Mapping[str, Any]) -> str:
         f"Requested by {report['initiator']}, approved by {report['approver']}"
         + (f", ticket {report['ticket']}" if report.get("ticket") else ""),
         f"Reason: {report['reason']}",
-        f"From manifest {report['manifest'].get('key')} (nightly run "
+        f"From {'the VAULT: ' if report.get('source') == 'vault' else ''}"
+        f"manifest {report['manifest'].get('key')} (nightly run "
         f"{report['manifest'].get('run_id')}) into {report['target_region']} / "
         f"{report['availability_zone']}",
         f"RTO {_duration(report['rto_seconds'])} (target {_duration(report['rto_target_seconds'])}"

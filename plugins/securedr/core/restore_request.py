@@ -52,6 +52,15 @@ _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 Selector = Literal["latest", "manifest", "run", "snapshot"]
 
+#: Where a restore reads its signed manifests and recovery points from.
+#: ``workload``: the workload account's evidence bucket and DR copies (SecureDR without a vault).
+#: ``vault``: the vault evidence bucket and the vault copies, under the plan's vault recovery
+#: role - for when the workload account is lost or compromised.
+SOURCE_WORKLOAD = "workload"
+SOURCE_VAULT = "vault"
+SOURCES = (SOURCE_WORKLOAD, SOURCE_VAULT)
+Source = Literal["workload", "vault"]
+
 #: Every key the trigger form can send; anything else is a typo we refuse to guess about.
 PARAM_NAMES = frozenset(
     {
@@ -62,6 +71,7 @@ PARAM_NAMES = frozenset(
         "reason",
         "ticket",
         "dry_run",
+        "source",
         # The initiator's one-time MFA code: checked by check_initiator, never part of the
         # request (nor of anything logged, returned or audited).
         "mfa_code",
@@ -98,6 +108,12 @@ class RestoreRequest:
     reason: str
     ticket: str | None
     dry_run: bool
+    #: Default for requests recorded before the restore source existed.
+    source: Source = SOURCE_WORKLOAD
+
+    @property
+    def from_vault(self) -> bool:
+        return self.source == SOURCE_VAULT
 
     @property
     def all_resources(self) -> bool:
@@ -136,6 +152,34 @@ def classify_recovery_point(value: str, plan_name: str) -> tuple[Selector, str] 
     return None
 
 
+def default_source(plan: Plan) -> Source:
+    """The source a request that names none restores from: the vault when the plan has one.
+
+    With a vault, every nightly leaves the verified copies in the vault account and deletes the
+    workload account's intermediate EBS copies, so the vault is the only complete source.
+    """
+    return SOURCE_VAULT if plan.vault is not None else SOURCE_WORKLOAD
+
+
+def resolve_source(value: Any, plan: Plan) -> Source:
+    """``value`` (the ``source`` parameter) checked against ``plan``; raises ``ValueError``
+    naming what is wrong and what to do. Empty means :func:`default_source`."""
+    if value is None or value == "":
+        return default_source(plan)
+    if value not in SOURCES:
+        raise ValueError(
+            f"{_show(value)} is not a restore source; use {SOURCE_WORKLOAD!r} (the workload "
+            f"account's DR copies), {SOURCE_VAULT!r} (the vault copies) or leave it empty "
+            f"({default_source(plan)!r} for this plan)"
+        )
+    if value == SOURCE_VAULT and plan.vault is None:
+        raise ValueError(
+            "the plan has no vault section, so there are no vault copies to restore from; "
+            f"use {SOURCE_WORKLOAD!r} or leave it empty"
+        )
+    return value  # type: ignore[return-value]
+
+
 def parse_restore_request(params: Mapping[str, Any], plan: Plan) -> RestoreRequest:
     """Validate the trigger parameters against ``plan``; raise :class:`RestoreRequestError`.
 
@@ -161,6 +205,11 @@ def parse_restore_request(params: Mapping[str, Any], plan: Plan) -> RestoreReque
     availability_zone = _availability_zone(
         params.get("availability_zone"), target_region, plan, problems
     )
+    source: Source = SOURCE_WORKLOAD
+    try:
+        source = resolve_source(params.get("source"), plan)
+    except ValueError as exc:
+        problems.append(("source", str(exc)))
     reason = _reason(params.get("reason"), problems)
     ticket = _ticket(params.get("ticket"), problems)
     dry_run = params.get("dry_run", False)
@@ -178,6 +227,7 @@ def parse_restore_request(params: Mapping[str, Any], plan: Plan) -> RestoreReque
         reason=reason,
         ticket=ticket,
         dry_run=bool(dry_run),
+        source=source,
     )
 
 

@@ -28,6 +28,12 @@ class RetainedCopy:
     dr_created_at: datetime | None
     run_id: str
     manifest_key: str
+    #: The manifest lists a verified vault copy of this point: the DR copy was the workload's
+    #: intermediate and is released (deleted) once the vault holds the point, so its absence
+    #: is expected.
+    vaulted: bool = False
+    #: The point's signed ``vault`` entry (None without a vault).
+    vault: Mapping[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -112,6 +118,8 @@ def retained_copies(
                 dr_created_at=created,
                 run_id=str(payload.get("run_id")),
                 manifest_key=key,
+                vaulted=bool((p.get("vault") or {}).get("verified")),
+                vault=dict(p["vault"]) if isinstance(p.get("vault"), Mapping) else None,
             )
             (within if created is None or now - created <= limit else older).append(copy)
     return within, older

@@ -6,21 +6,33 @@ each step :meth:`RestoreStepMixin.audit` to append who did what to which resourc
 outcome. A step that refuses to go on audits the refusal before it fails. Where a run ends (its
 report, or a refusal), :meth:`RestoreStepMixin.anchor_audit_head` anchors the trail's head in a
 signed, write-once object, so entries hidden or deleted afterwards are named by ``audit-verify``.
+
+A restore or drill from the vault (``source: vault``, see
+:func:`securedr.core.restore_request.resolve_source`) swaps all three for the vault's: the vault
+recovery role (``vault.recovery.role_arn``, external id from the Variable named by
+``vault.recovery.external_id_variable``, assumed from the Airflow connection
+``vault.recovery.aws_conn_id`` - never the workload connection), the vault evidence bucket
+(manifests, MFA ledger, audit trail, reports) and the vault CMK. Nothing of such a run depends
+on the workload account, which may be lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowFailException
 
+from securedr.aws import kms as kms_adapter
 from securedr.aws.audit_store import S3AuditTrail
+from securedr.aws.evidence import EvidenceStore
 from securedr.aws.sts import AssumedRoleClients, RestoreRoleError, assume_restore_role
 from securedr.core.anchor import Anchor
 from securedr.core.audit import AuditEntry
-from securedr.operators.base import SecureDrMixin, SecureDrOperator, run_identity
+from securedr.core.restore_request import SOURCE_VAULT, SOURCE_WORKLOAD, resolve_source
+from securedr.operators.base import SecureDrError, SecureDrMixin, SecureDrOperator, run_identity
 
 #: Actor recorded when nobody is known to have triggered the run.
 UNKNOWN_ACTOR = "unknown"
@@ -33,33 +45,116 @@ def initiator_of(context: Any) -> str | None:
     return str(name) if name else None
 
 
+@dataclass(frozen=True)
+class RoleSettings:
+    """Which role a restore step assumes, from which Airflow connection."""
+
+    aws_conn_id: str | None
+    role_arn: str | None
+    external_id_variable: str
+    setting: str  #: the plan field that names the role, for error messages
+
+
+def source_of(context: Any, plan: Any) -> str:
+    """The run's restore source: its ``source`` parameter, resolved against ``plan``.
+
+    Every task of a run reads it the same way (the parameter is fixed for the run), so the
+    source never travels through XCom. A bad value fails the task before any AWS call.
+    """
+    try:
+        return resolve_source((context.get("params") or {}).get("source"), plan)
+    except ValueError as exc:
+        raise AirflowFailException(f"source: {exc}") from None
+
+
 class RestoreStepMixin(SecureDrMixin):
     """Restore role clients and the audit trail for a restore task (operator or sensor)."""
 
     _run_id: str | None = None
+    _source: str = SOURCE_WORKLOAD
 
     def bind_run(self, context: Any) -> str:
-        """Remember the run (the restore role's session is named after it); return its id."""
+        """Remember the run (the restore role's session is named after it) and its restore
+        source (workload or vault); return the run id."""
         _, run_id = run_identity(context)
         self._run_id = run_id
+        self._source = source_of(context, self.plan)
         return run_id
+
+    @property
+    def from_vault(self) -> bool:
+        """Whether this run restores from the vault (bound by :meth:`bind_run`)."""
+        return self._source == SOURCE_VAULT
+
+    def role_settings(self) -> RoleSettings:
+        """The role this run's AWS calls run under: the restore role, or for a restore from the
+        vault the vault recovery role, assumed from the vault recovery connection."""
+        plan = self.plan
+        if self.from_vault:
+            recovery = plan.vault.recovery
+            return RoleSettings(
+                aws_conn_id=recovery.aws_conn_id,
+                role_arn=recovery.role_arn,
+                external_id_variable=recovery.external_id_variable,
+                setting="vault.recovery.role_arn",
+            )
+        return RoleSettings(
+            aws_conn_id=self.aws_conn_id,
+            role_arn=plan.restore.role_arn,
+            external_id_variable=plan.restore.external_id_variable,
+            setting="restore.role_arn",
+        )
 
     @cached_property
     def clients(self) -> AssumedRoleClients:  # type: ignore[override]
-        """Clients under the restore role, assumed once per task try."""
+        """Clients under the restore (or vault recovery) role, assumed once per task try."""
         if self._run_id is None:
             raise RuntimeError("bind_run(context) must be called before the first AWS call")
-        plan = self.plan
+        settings = self.role_settings()
         try:
             return assume_restore_role(
-                self.aws_conn_id,
-                region=plan.regions.dr,
-                role_arn=plan.restore.role_arn,
-                external_id_variable=plan.restore.external_id_variable,
+                settings.aws_conn_id,
+                region=self.plan.regions.dr,
+                role_arn=settings.role_arn,
+                external_id_variable=settings.external_id_variable,
                 run_id=self._run_id,
+                setting=settings.setting,
             )
         except RestoreRoleError as exc:
             raise AirflowFailException(str(exc)) from None
+
+    def key_arn(self, region: str) -> str:
+        """The plan's key for ``region``; for a restore from the vault, the vault CMK (a full
+        key ARN in the vault account: aliases do not work across accounts)."""
+        if not self.from_vault:
+            return super().key_arn(region)
+        vault = self.plan.vault
+        key = vault.kms_key(region)
+        metadata = kms_adapter.describe_key(self.clients.kms(region), key)
+        if metadata is None:
+            raise SecureDrError(
+                f"the vault key {key} in {region} does not exist or the vault recovery role may "
+                "not use it; fix vault.kms_keys in the plan or the key's policy"
+            )
+        return str(metadata["Arn"])
+
+    @cached_property
+    def evidence(self) -> EvidenceStore:
+        """The evidence store; for a restore from the vault, the vault evidence bucket (the
+        workload's may be lost or emptied) - written under Object Lock COMPLIANCE."""
+        if not self.from_vault:
+            return super().evidence
+        plan = self.plan
+        vault = plan.vault
+        dr = plan.regions.dr
+        return EvidenceStore(
+            self.clients.s3(dr),
+            bucket=vault.evidence_bucket,
+            prefix=vault.evidence_prefix,
+            kms_key_arn=self.key_arn(dr),
+            lock_mode="COMPLIANCE",
+            lock_days=plan.evidence_bucket.object_lock_days,
+        )
 
     @cached_property
     def audit_trail(self) -> S3AuditTrail:

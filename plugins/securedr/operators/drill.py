@@ -81,7 +81,7 @@ class StartDrillOperator(RestoreStepOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         run_id = self.bind_run(context)
         plan = self.plan
-        if not plan.restore.role_arn:
+        if not self.from_vault and not plan.restore.role_arn:
             raise AirflowFailException(
                 "the plan has no restore.role_arn; a drill runs under the restore role. Create "
                 "it from include/iam/ (README, 'Restore role') and set restore.role_arn"
@@ -92,6 +92,7 @@ class StartDrillOperator(RestoreStepOperator):
                     "recovery_point": LATEST,
                     "resources": [ALL_RESOURCES],
                     "reason": f"Recovery drill {run_id}",
+                    "source": self._source,
                 },
                 plan,
             )
@@ -106,16 +107,18 @@ class StartDrillOperator(RestoreStepOperator):
             action="drill.start",
             resource=f"plan/{plan.name}",
             outcome="started",
-            details={"drill_id": drill_id, "dr_region": plan.regions.dr},
+            details={"drill_id": drill_id, "dr_region": plan.regions.dr, "source": self._source},
             actor=_drill_actor(context),
         )
         self.log.info(
             "Recovery drill %s of plan %s started at %s: restoring the latest verified recovery "
-            "points into an isolated sandbox in %s.",
+            "points (%s) into an isolated sandbox in %s%s.",
             drill_id,
             plan.name,
             started.isoformat(),
+            "vault copies" if self.from_vault else "DR copies",
             plan.regions.dr,
+            f" of the recovery account {self.role_settings().role_arn}" if self.from_vault else "",
         )
         return {
             "request": request.to_dict(),

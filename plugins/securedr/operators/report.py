@@ -23,10 +23,11 @@ REPORTS_DIR_ENV = "SECUREDR_REPORTS_DIR"
 class NightlyReportOperator(SecureDrOperator):
     """Write the run report (JSON and text) to the evidence bucket and log it; fail the run if
     any resource could not be protected, any DR copy failed verification, any file set failed,
-    any earlier step failed, AWS refused a retention deletion or any retained DR copy of an
-    earlier night failed its re-check (``retained``, the re-verification step's result), naming
-    them. It is the last step, so the manifest of everything that WAS protected and the report
-    are already written when it fails.
+    any verified DR copy is not verified in the vault (``vault``, the vault verification's
+    result, when the plan has a vault), any earlier step failed, AWS refused a retention
+    deletion or any retained DR copy of an earlier night failed its re-check (``retained``, the
+    re-verification step's result), naming them. It is the last step, so the manifest of
+    everything that WAS protected and the report are already written when it fails.
 
     Runs whatever happened upstream (use ``trigger_rule=ALL_DONE``), so a failed night still
     leaves a report behind. Pre-flight's warnings (``preflight``, its result) - among them a
@@ -40,6 +41,7 @@ class NightlyReportOperator(SecureDrOperator):
         "file_sets",
         "retained",
         "preflight",
+        "vault",
         "plan_path",
     )
 
@@ -52,9 +54,11 @@ class NightlyReportOperator(SecureDrOperator):
         file_sets: Any = None,
         retained: Any = None,
         preflight: Any = None,
+        vault: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.vault = vault
         self.preflight = preflight
         self.file_sets = file_sets
         self.retained = retained
@@ -86,6 +90,7 @@ class NightlyReportOperator(SecureDrOperator):
             file_sets=list(self.file_sets or []),
             retained=self.retained or None,
             preflight=self.preflight or None,
+            vault=self.vault or None,
         )
         text = render_nightly_text(report)
         stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -117,6 +122,11 @@ class NightlyReportOperator(SecureDrOperator):
             if report["failed_verification"]:
                 reasons.append(
                     "DR copies failed verification: " + ", ".join(report["failed_verification"])
+                )
+            if report.get("not_in_vault"):
+                reasons.append(
+                    "DR copies NOT protected in the vault (kept in the workload account): "
+                    + "; ".join(report["not_in_vault"])
                 )
             if report["failed_retained_copies"]:
                 reasons.append(

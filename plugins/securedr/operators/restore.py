@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from securedr.aws import ebs, rds
+from securedr.aws import ebs, rds, vault_copies
 from securedr.aws import restore as restore_adapter
 from securedr.aws.drill_sandbox import TAG_DRILL
 from securedr.aws.evidence import EvidenceExists
@@ -42,6 +42,7 @@ from securedr.core.restore import (
     volume_performance,
 )
 from securedr.core.restore_request import RestoreRequest, RestoreRequestError, parse_restore_request
+from securedr.core.vault_restore import arn_account, vault_copy_problems, vault_view
 from securedr.notifiers.sns import SnsNotifier
 from securedr.operators.audit import RestoreStepOperator, initiator_of
 from securedr.operators.base import SecureDrOperator
@@ -129,12 +130,17 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
         plan = self.plan
         request = _request(self.initiation)
         try:
-            choice = self._choose(request)
-            key_arn = self.key_arn(plan.regions.dr)
-            problems = self._copy_problems(choice, key_arn)
+            if self.from_vault:
+                choice = self._choose_vault(request)
+                problems = self._vault_copy_problems(choice)
+                unfit = "Vault copies"
+            else:
+                choice = self._choose(request)
+                problems = self._copy_problems(choice, self.key_arn(plan.regions.dr))
+                unfit = "DR copies"
             if problems:
                 raise RestoreRefused(
-                    "DR copies unfit to restore from: "
+                    f"{unfit} unfit to restore from: "
                     + "; ".join(problems)
                     + ". Nothing was restored; investigate, or choose another recovery_point"
                 )
@@ -146,7 +152,10 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
                 reason=str(exc),
             )
         points = [{k: p.get(k) for k in _POINT_FIELDS} for p in choice.points]
-        manifest = {**choice.summary()}
+        manifest = {**choice.summary(), "source": self._source}
+        if self.from_vault:
+            manifest["url"] = self.evidence.url(choice.key)
+            manifest["vault_account"] = plan.vault.account_id
         # File sets are restored with "all" resources: ids name snapshots' sources only.
         file_sets = (
             [dict(f) for f in choice.payload.get("file_sets") or [] if f.get("files")]
@@ -216,6 +225,86 @@ class RetrieveRecoveryPointsOperator(RestoreStepOperator):
             "nightly run copied and verified, or 'latest'"
         )
 
+    def _choose_vault(self, request: RestoreRequest) -> ManifestChoice:
+        """The signed manifest and points to restore from the vault evidence bucket.
+
+        Every manifest is read by version, oldest version first (the write-once original);
+        "latest" is the newest manifest with a trusted version, and every newer object that
+        is not one (written by someone holding the intake role, or hidden) is named in the log -
+        none of them can be a genuine manifest, whose original version Object Lock keeps.
+        """
+        plan = self.plan
+        vault = plan.vault
+        dr = plan.regions.dr
+        manifests = vault_copies.manifest_versions(self.evidence, plan.name)
+        keys = manifests.keys
+        candidates = manifest_keys_to_read(keys, request, plan.name)  # refuses when none
+        if request.selector == "latest":
+            candidates = [k for k in reversed(keys) if k.endswith(".json")]
+        trusted = self.trusted_public_keys()
+        try:
+            for key in candidates:
+                payload = vault_copies.read_trusted(
+                    self.evidence, manifests, key, trusted, plan=plan.name, dr_region=dr
+                )
+                if payload is None:
+                    if request.selector in ("manifest", "run"):
+                        raise RestoreRefused(
+                            f"manifest {key} in the vault evidence bucket cannot be trusted: "
+                            + "; ".join(manifests.rejected[-3:])
+                        )
+                    continue
+                view = vault_view(key, payload, vault_account=vault.account_id, dr_region=dr)
+                points = choose_points(key, view, request)
+                if points is not None:
+                    self.log.info(
+                        "Using manifest %s from the vault evidence bucket (nightly run %s).",
+                        key,
+                        payload["run_id"],
+                    )
+                    return ManifestChoice(key=key, payload=view, points=points)
+        finally:
+            for rejected in manifests.rejected:
+                self.log.warning("Vault evidence: %s", rejected)
+        raise RestoreRefused(
+            f"no signed manifest in the vault evidence bucket lists vault copy "
+            f"{request.recovery_point}; use a copy a nightly run brought into the vault and "
+            "verified, or 'latest'"
+        )
+
+    def _vault_copy_problems(self, choice: ManifestChoice) -> list[str]:
+        """Every problem of the chosen points' vault copies, checked in the vault account."""
+        plan = self.plan
+        vault = plan.vault
+        dr = plan.regions.dr
+        key_arn = self.key_arn(dr)
+        found, locks, shared = vault_copies.describe_vault_copies(
+            self.clients.ec2(dr), self.clients.rds(dr), choice.points
+        )
+        recovery_account = arn_account(vault.recovery.role_arn) or vault.account_id
+        now = datetime.now(UTC)
+        problems: list[str] = []
+        for point in choice.points:
+            sid = str(point["dr_snapshot_id"])
+            issues = vault_copy_problems(
+                point,
+                found.get(sid),
+                lock=locks.get(sid),
+                shared_with=shared.get(sid, []),
+                vault_account=vault.account_id,
+                recovery_account=recovery_account,
+                plan=plan.name,
+                manifest_run_id=str(choice.payload["run_id"]),
+                now=now,
+            )
+            if point.get("dr_kms_key_arn") != key_arn:
+                issues.append(
+                    f"the signed manifest records vault key {point.get('dr_kms_key_arn')}, not "
+                    f"the plan's vault key {key_arn} (vault.kms_keys)"
+                )
+            problems.extend(f"{point['kind']}:{point['source_id']} ({sid}): {i}" for i in issues)
+        return problems
+
     def _copy_problems(self, choice: ManifestChoice, key_arn: str) -> list[str]:
         plan = self.plan
         dr = plan.regions.dr
@@ -277,6 +366,10 @@ _POINT_FIELDS = (
     "volume_type",
     "iops",
     "throughput",
+    # Restores from the vault: the manifest's vault entry, and the workload account's DR copy
+    # the vault copy was made from (for the record; it may be long gone).
+    "vault",
+    "workload_dr_snapshot_id",
 )
 
 
@@ -325,7 +418,10 @@ class RestoreRecoveryPointsOperator(RestoreStepOperator):
             return _Target(
                 availability_zone=request.availability_zone,
                 subnet_group=settings.db_subnet_group,
-                security_group_ids=list(settings.security_group_ids),
+                # Security group ids belong to one account: in the recovery account a restore
+                # from the vault uses the DB subnet group of the same name and its VPC's default
+                # security group (README, "Restoring from the vault").
+                security_group_ids=[] if self.from_vault else list(settings.security_group_ids),
                 db_prefix=RESTORED_DB_PREFIX,
                 extra_tags={},
             )
@@ -736,6 +832,26 @@ class ConfirmRestoreOperator(RestoredResourceChecks):
         return url
 
     def _notify(self, context: Any, report: dict[str, Any], text: str) -> None:
+        topic = self.plan.notifications.sns_topic_arn
+        if self.from_vault and topic:
+            recovery_account = arn_account(self.plan.vault.recovery.role_arn)
+            if arn_account(topic) != recovery_account:
+                # The topic lives in the workload account, which a restore from the vault does
+                # not rely on (it may be lost): the report in the vault evidence bucket and the
+                # audit trail are the record.
+                self.log.warning(
+                    "Not publishing to %s: the topic is not in the recovery account %s.",
+                    topic,
+                    recovery_account,
+                )
+                self.audit(
+                    context,
+                    action="restore.notify",
+                    resource=str(topic),
+                    outcome="skipped",
+                    details={"reason": f"topic not in the recovery account {recovery_account}"},
+                )
+                return
         state = (
             "DRY RUN" if report["dry_run"] else ("succeeded" if report["succeeded"] else "FAILED")
         )

@@ -151,9 +151,12 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
     available, whose lineage tags were changed, or that is missing while younger than
     ``retention.keep_days`` is reported as a problem (older copies may have been deleted by
     retention, so only the ones still there are checked); a manifest that cannot be trusted is
-    named. All of it goes to the run report and, when there is anything, to the plan's SNS
-    topic. Describes are batched (EBS: 200 ids per DescribeSnapshots, RDS: 50 per
-    DescribeDBSnapshots); sharing needs one attribute call per copy (see :func:`enforce_private`).
+    named. With a vault in the plan, the vault copies of those nights are re-checked from the
+    vault account too (under the vault intake role; their DR copies were intermediates, released
+    once the vault held them, so their absence is expected). All of it goes to the run report
+    and, when there is anything, to the plan's SNS topic. Describes are batched (EBS: 200 ids
+    per DescribeSnapshots, RDS: 50 per DescribeDBSnapshots); sharing needs one attribute call
+    per copy (see :func:`enforce_private`).
     Changes nothing but sharing; fails only if AWS cannot be read.
     """
 
@@ -188,8 +191,9 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
         gone = 0
         for copy in copies:
             snapshot = found[copy.kind].get(copy.dr_snapshot_id)
-            if snapshot is None and id(copy) not in young:
-                gone += 1  # expired and deleted by retention
+            if snapshot is None and (id(copy) not in young or copy.vaulted):
+                # Expired and deleted by retention, or an intermediate released to the vault.
+                gone += 1
                 continue
             checked += 1
             age = age_text(copy.dr_created_at, now)
@@ -229,6 +233,7 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
                 problem["age"],
                 "; ".join(problem["problems"]),
             )
+        vault_checked = self._reverify_vault(context, within, problems, incidents, now)
         s3_calls = signed.reads + 1  # + the HeadBucket that read AWS's time
         total_calls = calls["describe"] + calls["sharing"] + s3_calls
         self.log.info(
@@ -247,6 +252,7 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
         result = {
             "manifests": len(signed.manifests),
             "checked": checked,
+            "vault_checked": vault_checked,
             "expired_and_gone": gone,
             "problems": problems,
             "incidents": incidents,
@@ -255,6 +261,86 @@ class ReverifyRetainedCopiesOperator(SecureDrOperator):
         if incidents or problems:
             result["notified"] = self._notify(context, result)
         return result
+
+    def _reverify_vault(
+        self,
+        context: Any,
+        within: list[Any],
+        problems: list[dict[str, Any]],
+        incidents: list[str],
+        now: datetime,
+    ) -> int:
+        """Re-check, from the vault account, the vault copies of earlier nights still within
+        retention (their locks last longer): each must exist, completed/available, under its
+        signed vault CMK, shared with nobody, with its lineage, and (EBS) still locked in
+        compliance mode. Problems join the others; returns how many were checked."""
+        vault = self.plan.vault
+        copies = [c for c in within if c.vaulted and c.vault]
+        if vault is None or not copies:
+            return 0
+        from securedr.aws.vault import assume_vault_role, lock_info
+        from securedr.core.vault import vault_copy_problems
+
+        _, run_id = run_identity(context)
+        dr = self.plan.regions.dr
+        clients = assume_vault_role(
+            self.aws_conn_id,
+            role_arn=vault.role_arn,
+            external_id_variable=vault.external_id_variable,
+            region=dr,
+            run_id=run_id,
+        )
+        ec2, rds_client = clients.ec2(dr), clients.rds(dr)
+
+        def name(copy: Any) -> str:
+            entry = copy.vault or {}
+            return str(entry.get("snapshot_id") or entry.get("db_snapshot_identifier") or "")
+
+        ebs_ids = [name(c) for c in copies if c.kind == "ebs"]
+        rds_ids = [name(c) for c in copies if c.kind == "rds"]
+        found = {
+            "ebs": ebs.describe_snapshots(ec2, ebs_ids) if ebs_ids else {},
+            "rds": rds.describe_snapshots(rds_client, rds_ids) if rds_ids else {},
+        }
+        locks = lock_info(ec2, ebs_ids) if ebs_ids else {}
+        for copy in copies:
+            sid = name(copy)
+            snapshot = found[copy.kind].get(sid)
+            shared: list[str] = []
+            if snapshot is not None:
+                shared = (
+                    [p.get("Group") or p.get("UserId", "?") for p in ebs.sharing(ec2, sid)]
+                    if copy.kind == "ebs"
+                    else rds.sharing(rds_client, sid)
+                )
+            point = RecoveryPoint.from_dict(copy.point())
+            issues = vault_copy_problems(
+                point,
+                snapshot,
+                expected_key_arn=str((copy.vault or {}).get("kms_key_arn")),
+                plan=self.plan.name,
+                run_id=copy.run_id,
+                shared_with=shared,
+                lock=locks.get(sid),
+                keep_days=self.plan.retention.keep_days,
+            )
+            if shared:
+                incidents.append(
+                    f"INCIDENT: vault copy {vault.account_id}/{dr}/{sid} of {copy.label} is "
+                    f"shared with {', '.join(shared)} (the intake role cannot unshare it: act "
+                    "in the vault account)"
+                )
+            if issues:
+                problems.append(
+                    {
+                        "copy": f"vault {vault.account_id}/{dr}/{sid}",
+                        "source": copy.label,
+                        "age": age_text(copy.dr_created_at, now),
+                        "manifest": copy.manifest_key,
+                        "problems": issues,
+                    }
+                )
+        return len(copies)
 
     def _now(self) -> datetime:
         """AWS's clock (HeadBucket ``Date``), so a forged local clock cannot age a young copy

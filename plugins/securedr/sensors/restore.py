@@ -86,14 +86,15 @@ class RestoredResourcesSensor(RestoreStepMixin, BaseSensorOperator):
             self.timeout = self._wait_seconds()
             return super().execute(context)
         plan = self.plan
+        role = self.role_settings()  # the vault recovery role for a restore from the vault
         self.defer(
             trigger=RestoredResourcesTrigger(
                 refs=refs,
                 run_id=run_id,
-                role_arn=plan.restore.role_arn,
-                external_id_variable=plan.restore.external_id_variable,
+                role_arn=role.role_arn,
+                external_id_variable=role.external_id_variable,
                 sts_region=plan.regions.dr,
-                aws_conn_id=self.aws_conn_id,
+                aws_conn_id=role.aws_conn_id,
                 poll_seconds=poll,
                 timeout_seconds=self._wait_seconds(),
             ),
