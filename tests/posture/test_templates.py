@@ -43,3 +43,35 @@ def test_nightly_report_html_escapes_everything_from_the_record():
     assert "<script" not in page.lower()
     assert ESCAPED in page
     assert "vol-0aaa" in page and "FAIL" in page and "ed25519:0123456789abcdef" in page
+
+
+def test_nightly_report_html_shows_the_vault_when_there_is_one():
+    from securedr.core.model import Verification
+    from securedr.core.report import nightly_report
+    from tests.core.test_vault import RUN, T0, point
+
+    ebs = point()
+    entry = {
+        "account_id": "222222222222",
+        "region": "us-west-2",
+        "verified": False,
+        "snapshot_id": "snap-0vault",
+        "problems": [f"lock refused {HOSTILE}"],
+    }
+    rec = nightly_report(
+        plan="demo",
+        run_id=RUN,
+        started_at=T0.isoformat(),
+        finished_at=T0.isoformat(),
+        duration_seconds=1,
+        verifications=[Verification(point=ebs.to_dict(), passed=True)],
+        manifest={"url": "s3://w/m.json", "key_id": "k", "vault_url": "s3://v/m.json"},
+        retention=None,
+        vault={"vault": {"account_id": "222222222222"}, "points": {ebs.label: entry}},
+    )
+    page = rendering.render_nightly_html(rec)
+    parse(page)
+    assert "Vault (account 222222222222)" in page
+    assert "222222222222/us-west-2/snap-0vault" in page and "NOT IN VAULT" in page
+    assert "NOT PROTECTED IN THE VAULT us-east-1/vol-1: lock refused " + ESCAPED in page
+    assert "s3://v/m.json" in page
