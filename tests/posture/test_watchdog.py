@@ -105,7 +105,7 @@ def test_a_stale_copy_and_a_resource_without_copy_alert_through_sns(
     protected = _protected(estate)
     stale, *rest = protected
     # Two nights ago for one resource only (26 h target); the others were never copied.
-    _night([stale], days_ago=2, run_id="scheduled__2026-11-24T02:00:00+00:00")
+    _night([stale], days_ago=2.5, run_id="scheduled__2026-11-24T02:00:00+00:00")
     result = RpoWatchdogOperator(task_id="check_rpo").execute(
         task_context(dag_id="dr_rpo_watchdog")
     )
