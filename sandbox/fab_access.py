@@ -3,10 +3,12 @@
 ``python -m sandbox.fab_access --passwords PATH`` (after ``airflow db migrate``, before the
 dag-processor first syncs ``dr_restore``'s ``access_control``, which names these roles) creates:
 
-- the role ``DR Initiator``: nothing global; ``dr_restore``'s ``access_control`` lets it read,
-  edit and trigger that DAG only;
-- the role ``DR Approver``: may answer approvals (``HITL Detail``); ``access_control`` gives it
-  read and edit on ``dr_restore`` (answering an approval edits the DAG's task);
+- the role ``DR Initiator``: globally only reading the plugin list (so the UI shows the
+  "DR posture" view); ``dr_restore``'s ``access_control`` lets it read, edit and trigger that
+  DAG only;
+- the role ``DR Approver``: may answer approvals (``HITL Detail``) and read the plugin list;
+  ``access_control`` gives it read and edit on ``dr_restore`` (answering an approval edits the
+  DAG's task);
 - users (on top of FAB's ``Viewer``): ``alice`` initiator (and approver of others' runs),
   ``bob`` and ``carol`` approvers, ``mallory`` with no DR role, and ``admin``.
 
@@ -25,13 +27,18 @@ from pathlib import Path
 DR_INITIATOR = "DR Initiator"
 DR_APPROVER = "DR Approver"
 
+#: Lets the UI list plugins, which it needs to show the "DR posture" view in its navigation
+#: (FAB gives it to Op and Admin only; plugin names are all it reveals).
+READ_PLUGINS = ("can_read", "Plugins")
+
 #: Global permissions of the DR roles: (action, resource).
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
-    DR_INITIATOR: [],
+    DR_INITIATOR: [READ_PLUGINS],
     DR_APPROVER: [
         ("can_read", "HITL Detail"),
         ("can_edit", "HITL Detail"),
         ("menu_access", "HITL Detail"),
+        READ_PLUGINS,
     ],
 }
 

@@ -152,6 +152,8 @@ def test_dr_restore_grants_access_to_the_roles_the_deployment_creates():
     assert "can_create" in access[DR_INITIATOR]["DAG Runs"]
     assert "can_create" not in access[DR_APPROVER].get("DAG Runs", set())
     assert ("can_edit", "HITL Detail") in ROLE_PERMISSIONS[DR_APPROVER]
+    # Both may see the "DR posture" view, which the UI finds in the plugin list.
+    assert all(("can_read", "Plugins") in ROLE_PERMISSIONS[r] for r in (DR_INITIATOR, DR_APPROVER))
     # The user without a DR role is what the browser test proves is refused.
     assert not {DR_INITIATOR, DR_APPROVER} & set(USERS["mallory"])
     assert DR_INITIATOR in USERS["alice"] and DR_APPROVER in USERS["bob"]

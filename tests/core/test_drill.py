@@ -23,11 +23,11 @@ from securedr.core.drill import (
     format_duration,
     measure,
     parse_history,
-    render_html,
     render_text,
     standard_checks,
     trend_key,
 )
+from securedr.rendering import render_drill_html as render_html
 
 START = datetime(2025, 6, 3, 9, 0, tzinfo=UTC)
 RTO_MIN = 60.0

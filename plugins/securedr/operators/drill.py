@@ -31,7 +31,6 @@ from securedr.core.drill import (
     drill_record,
     measure,
     parse_history,
-    render_html,
     render_text,
     standard_checks,
     trend_key,
@@ -45,6 +44,7 @@ from securedr.core.restore_request import (
 )
 from securedr.operators.audit import RestoreStepOperator, initiator_of
 from securedr.operators.restore import REPORTS_DIR_ENV, RestoredResourceChecks, _flatten, _request
+from securedr.rendering import render_drill_html
 
 #: Actor recorded in the audit trail for drills the scheduler started.
 SCHEDULER_ACTOR = "airflow-scheduler"
@@ -470,7 +470,7 @@ class DrillReportOperator(RestoreStepOperator):
         record["report_url"] = self.evidence.url(key[: -len(".json")] + ".html")
         record["record_url"] = self.evidence.url(key)
         text = render_text(record)
-        page = render_html(record, history)
+        page = render_drill_html(record, history)
         self._write(key, record, text, page)
         self.audit(
             context,
