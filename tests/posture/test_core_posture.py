@@ -119,16 +119,19 @@ def test_vault_and_lock_state_come_from_the_point_when_present():
     assert plain.resources[0].vault is None and plain.resources[0].lock is None
 
 
+def _entry(seq, action, resource, outcome="alert-only"):
+    return SimpleNamespace(
+        seq=seq,
+        action=action,
+        resource=resource,
+        time="t",
+        outcome=outcome,
+        details={"summary": f"{action} on {resource}"},
+    )
+
+
 def test_open_incidents_are_those_not_resolved_since():
-    def entry(seq, action, resource):
-        return SimpleNamespace(
-            seq=seq,
-            action=action,
-            resource=resource,
-            time="t",
-            outcome="contained",
-            details={"summary": f"{action} on {resource}"},
-        )
+    entry = _entry
 
     entries = [
         entry(0, "backup", "vol-a"),
@@ -169,3 +172,22 @@ def test_metrics_name_each_resource_and_carry_drill_and_incidents():
 def test_now_must_be_aware():
     with pytest.raises(ValueError, match="timezone-aware"):
         posture.assess(plan="p", rpo_hours=1, manifests=[], now=datetime(2026, 1, 1))
+
+
+def test_incidents_as_incident_response_records_them_stay_open_unless_contained():
+    """dr_incident_response audits ``incident:<kind>`` with the containment outcome."""
+    entries = [
+        _entry(1, "incident:snapshot-shared", "snap-1", outcome="contained"),
+        _entry(2, "incident:dr-copy-deleted", "snap-2", outcome="alert-only"),
+        _entry(3, "incident:key-disabled", "key-1", outcome="failed"),
+        _entry(4, "incident:key-policy-changed", "key-2", outcome="alert-only"),
+        _entry(5, "incident:resolved", "key-2"),
+        _entry(
+            6,
+            "incident:snapshot-block-public-access-disabled",
+            "us-east-1",
+            outcome="already-contained",
+        ),
+    ]
+    found = posture.open_incidents(entries)
+    assert [(i["seq"], i["resource"]) for i in found] == [(2, "snap-2"), (3, "key-1")]

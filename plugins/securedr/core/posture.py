@@ -35,6 +35,8 @@ WARN_FRACTION = 0.75
 #: Audit-trail actions that open and close an incident (see :func:`open_incidents`).
 INCIDENT_ACTION = "incident"
 INCIDENT_RESOLVED_ACTION = "incident.resolved"
+#: Containment outcomes (securedr.aws.containment) after which an incident needs nobody.
+CONTAINED_OUTCOMES = frozenset({"contained", "already-contained"})
 
 
 @dataclass(frozen=True)
@@ -239,19 +241,26 @@ def assess(
 def open_incidents(entries: Iterable[Any]) -> list[dict[str, Any]]:
     """Incidents recorded in the audit trail and not resolved since, oldest first.
 
-    Convention (until incident response records incidents elsewhere): an audit entry whose
-    ``action`` is ``incident`` or starts with ``incident.`` (other than ``incident.resolved``)
-    opens an incident on its ``resource``; a later ``incident.resolved`` entry for the same
-    resource closes every incident open on it. ``entries`` are audit entries (objects with
-    ``action``, ``resource``, ``time``, ``outcome``, ``details``) in ``seq`` order.
+    An audit entry whose ``action`` is ``incident`` or starts with ``incident:`` (as
+    ``dr_incident_response`` writes them: ``incident:<kind>``) or ``incident.`` opens an
+    incident on its ``resource`` - unless its outcome says SecureDR already contained it
+    (``contained``, ``already-contained``): what is left open is what needs a person (alert-only
+    cases such as a deleted DR copy or a changed key policy, and failed containment). A later
+    ``incident.resolved`` / ``incident:resolved`` entry for the same resource closes every
+    incident open on it. ``entries`` are audit entries (objects with ``action``, ``resource``,
+    ``time``, ``outcome``, ``details``) in ``seq`` order.
     """
     open_: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         action = str(getattr(entry, "action", ""))
         resource = str(getattr(entry, "resource", ""))
-        if action == INCIDENT_RESOLVED_ACTION:
+        kind = action.replace(":", ".", 1)
+        outcome = str(getattr(entry, "outcome", ""))
+        if kind == INCIDENT_RESOLVED_ACTION:
             open_.pop(resource, None)
-        elif action == INCIDENT_ACTION or action.startswith(INCIDENT_ACTION + "."):
+        elif outcome in CONTAINED_OUTCOMES:
+            continue
+        elif kind == INCIDENT_ACTION or kind.startswith(INCIDENT_ACTION + "."):
             details = getattr(entry, "details", {}) or {}
             open_.setdefault(resource, []).append(
                 {
