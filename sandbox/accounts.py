@@ -198,29 +198,9 @@ def _ensure_vault_bucket(s3: Any, name: str, region: str, key_arn: str, days: in
     )
     if not same:  # moto refuses any change once the bucket holds objects
         s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=wanted)
-    s3.put_bucket_encryption(
-        Bucket=name,
-        ServerSideEncryptionConfiguration={
-            "Rules": [
-                {
-                    "ApplyServerSideEncryptionByDefault": {
-                        "SSEAlgorithm": "aws:kms",
-                        "KMSMasterKeyID": key_arn,
-                    },
-                    "BucketKeyEnabled": True,
-                }
-            ]
-        },
-    )
-    s3.put_public_access_block(
-        Bucket=name,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
-    )
+    from sandbox.estate import harden_bucket
+
+    harden_bucket(s3, name, key_arn)
 
 
 def dr_key_vault_statements(vault_account: str) -> list[dict[str, Any]]:
@@ -513,31 +493,14 @@ def ensure_recovery_environment(
     group, and the DB subnet group the plan's ``restore.db_subnet_group`` names - as a platform
     team would prepare its recovery account before it needs it.
     """
+    from sandbox.estate import ensure_restore_network
+
     vault = getattr(plan, "vault", None)
     account = account_id or (vault.recovery.role_arn.split(":")[4] if vault else VAULT_ACCOUNT)
-    dr = plan.regions.dr
-    name = plan.restore.db_subnet_group or "securedr-restore"
-    where = session(account, endpoint_url, region_name=dr)
-    endpoint = _endpoint(endpoint_url)
-    ec2 = where.client("ec2", endpoint_url=endpoint)
-    rds = where.client("rds", endpoint_url=endpoint)
-    groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])
-    if groups["SecurityGroups"]:
-        group_id = groups["SecurityGroups"][0]["GroupId"]
-    else:
-        vpc = ec2.create_vpc(CidrBlock="10.61.0.0/16")["Vpc"]["VpcId"]
-        subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{dr}{zone}")["Subnet"][
-                "SubnetId"
-            ]
-            for cidr, zone in (("10.61.1.0/24", "a"), ("10.61.2.0/24", "b"))
-        ]
-        group_id = ec2.create_security_group(
-            GroupName=name, Description="SecureDR restores from the vault", VpcId=vpc
-        )["GroupId"]
-        rds.create_db_subnet_group(
-            DBSubnetGroupName=name,
-            DBSubnetGroupDescription="SecureDR restores from the vault (private)",
-            SubnetIds=subnets,
-        )
+    name, group_id = ensure_restore_network(
+        plan,
+        _endpoint(endpoint_url),
+        name=plan.restore.db_subnet_group or "securedr-restore",
+        credentials=credentials(account, endpoint_url),
+    )
     return {"account_id": account, "db_subnet_group": name, "security_group_id": group_id}

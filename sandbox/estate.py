@@ -9,6 +9,7 @@ snapshot block-public-access on, and the Object-Locked evidence bucket in the DR
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,12 @@ def ensure_evidence_bucket(plan: Plan, key_arn: str, endpoint_url: str | None) -
             },
         },
     )
+    harden_bucket(s3, name, key_arn)
+    return name
+
+
+def harden_bucket(s3: Any, name: str, key_arn: str) -> None:
+    """Default SSE-KMS under ``key_arn`` (with a bucket key) and every public access blocked."""
     s3.put_bucket_encryption(
         Bucket=name,
         ServerSideEncryptionConfiguration={
@@ -189,7 +196,6 @@ def ensure_evidence_bucket(plan: Plan, key_arn: str, endpoint_url: str | None) -
             "RestrictPublicBuckets": True,
         },
     )
-    return name
 
 
 def block_public_snapshots(region: str, endpoint_url: str | None) -> None:
@@ -378,16 +384,26 @@ def ensure_restore_role(
 
 
 def ensure_restore_network(
-    plan: Plan, endpoint_url: str | None, *, name: str = "securedr-restore"
+    plan: Plan,
+    endpoint_url: str | None,
+    *,
+    name: str = "securedr-restore",
+    credentials: Mapping[str, str] | None = None,
 ) -> tuple[str, str]:
     """A private VPC, two subnets, a security group and a DB subnet group in the DR Region.
 
     Returns ``(db subnet group name, security group id)`` for ``restore.db_subnet_group`` and
-    ``restore.security_group_ids``. Idempotent by name.
+    ``restore.security_group_ids``. Idempotent by name. ``credentials`` (boto3 keyword
+    arguments) build it in another account than the default credentials' (the recovery account
+    of a vault, see :func:`sandbox.accounts.ensure_recovery_environment`).
     """
     region = plan.regions.dr
-    ec2 = _client("ec2", region, endpoint_url)
-    rds = _client("rds", region, endpoint_url)
+    if credentials is None:
+        ec2 = _client("ec2", region, endpoint_url)
+        rds = _client("rds", region, endpoint_url)
+    else:
+        ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint_url, **credentials)
+        rds = boto3.client("rds", region_name=region, endpoint_url=endpoint_url, **credentials)
     groups = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": [name]}])
     if groups["SecurityGroups"]:
         sg_id = groups["SecurityGroups"][0]["GroupId"]

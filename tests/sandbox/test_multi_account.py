@@ -696,3 +696,14 @@ def test_an_unencrypted_shared_snapshot_is_copied_encrypted_under_the_vault_key(
     )["SnapshotId"]
     (info,) = vault.describe_snapshots(SnapshotIds=[copy_id])["Snapshots"]
     assert (info["State"], info["Encrypted"], info["KmsKeyId"]) == ("completed", True, key)
+
+
+def test_the_recovery_environment_is_built_once_in_the_recovery_account(aws, vault_plan):
+    first = accounts.ensure_recovery_environment(vault_plan, aws)
+    assert first == accounts.ensure_recovery_environment(vault_plan, aws)  # found, not rebuilt
+    assert first["account_id"] == VAULT
+    name = vault_plan.restore.db_subnet_group
+    groups = _client("rds", VAULT).describe_db_subnet_groups(DBSubnetGroupName=name)
+    assert len(groups["DBSubnetGroups"][0]["Subnets"]) == 2
+    with pytest.raises(ClientError):
+        _client("rds").describe_db_subnet_groups(DBSubnetGroupName=name)  # not the workload's
