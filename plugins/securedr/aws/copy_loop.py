@@ -21,7 +21,7 @@ from securedr.aws import ebs, rds
 from securedr.aws.clients import AsyncClientPool
 from securedr.aws.errors import error_code
 from securedr.aws.limits import classify_limit, error_message, is_transient, quota_message
-from securedr.aws.snapshots import grace_deadlines, ref_key, statuses_async
+from securedr.aws.snapshots import poll_async
 from securedr.core.copy_slots import CopySlots
 from securedr.core.model import (
     ROLE_DR_COPY,
@@ -32,7 +32,6 @@ from securedr.core.model import (
     SnapshotRef,
     tags_to_dict,
 )
-from securedr.core.status import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -232,21 +231,10 @@ class CopyLoop:
         if not flying:
             return
         refs = {label: self._ref(label) for label in flying}
-        try:
-            found = await statuses_async(pool, list(refs.values()))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            # botocore already retried the call; the next pass asks again.
-            log.warning("Describing DR copies failed transiently (%s); asking again.", exc)
+        poll = await poll_async(pool, refs, self.missing_grace_seconds, "DR copies")
+        if poll is None:
             return
-        keys = {ref_key(ref): label for label, ref in refs.items()}
-        progress = evaluate(
-            list(keys),
-            found,
-            missing_grace_until=grace_deadlines(list(refs.values()), self.missing_grace_seconds),
-            now=time.time(),
-        )
+        progress, keys, found = poll.progress, poll.labels, poll.found
         now = time.time()
         for key in progress.pending:
             label = keys[key]

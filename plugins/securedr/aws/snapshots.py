@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from securedr.aws import ebs, rds
 from securedr.aws.clients import AsyncClientPool, AwsClients
+from securedr.aws.limits import is_transient
 from securedr.core.model import SnapshotRef
-from securedr.core.status import SnapshotStatus, status_of
+from securedr.core.status import Progress, SnapshotStatus, evaluate, status_of
+
+log = logging.getLogger(__name__)
 
 
 def ref_key(ref: SnapshotRef) -> str:
@@ -57,3 +64,35 @@ async def statuses_async(
 def grace_deadlines(refs: list[SnapshotRef], grace_seconds: float) -> dict[str, float]:
     """Until when each requested snapshot may still be missing from describes."""
     return {ref_key(r): r.requested_at + grace_seconds for r in refs if r.requested_at is not None}
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One pass over copies in flight: their progress, and each key's label and status."""
+
+    progress: Progress
+    labels: dict[str, str]
+    found: dict[str, SnapshotStatus]
+
+
+async def poll_async(
+    pool: Any, refs: Mapping[str, SnapshotRef], missing_grace_seconds: float, what: str
+) -> Poll | None:
+    """Describe the snapshots behind ``refs`` (label -> ref) in batches and judge how far each
+    got. A copy AWS does not show yet is pending until its grace period ends. ``None`` after a
+    transient failure (botocore already retried; the caller's next pass asks again)."""
+    try:
+        found = await statuses_async(pool, list(refs.values()))
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("Describing %s failed transiently (%s); asking again.", what, exc)
+        return None
+    labels = {ref_key(ref): label for label, ref in refs.items()}
+    progress = evaluate(
+        list(labels),
+        found,
+        missing_grace_until=grace_deadlines(list(refs.values()), missing_grace_seconds),
+        now=time.time(),
+    )
+    return Poll(progress, labels, found)

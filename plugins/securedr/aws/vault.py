@@ -48,7 +48,7 @@ from typing import Any, Literal
 from securedr.aws import ebs, rds
 from securedr.aws.errors import chunks, error_code
 from securedr.aws.limits import classify_limit, error_message, is_transient
-from securedr.aws.snapshots import grace_deadlines, ref_key, statuses_async
+from securedr.aws.snapshots import poll_async
 from securedr.aws.sts import AssumedRoleClients, assume_restore_role
 from securedr.core.copy_slots import CopySlots
 from securedr.core.model import (
@@ -60,7 +60,6 @@ from securedr.core.model import (
     dict_to_tags,
     tags_to_dict,
 )
-from securedr.core.status import evaluate
 from securedr.core.vault import COMPLIANCE_STATES, ROLE_VAULT_COPY, lock_request
 
 log = logging.getLogger(__name__)
@@ -355,20 +354,10 @@ class VaultLoop:
         if not copying:
             return
         refs = {label: self._ref(label) for label in copying}
-        try:
-            found = await statuses_async(vault, list(refs.values()))
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            log.warning("Describing vault copies failed transiently (%s); asking again.", exc)
+        poll = await poll_async(vault, refs, self.missing_grace_seconds, "vault copies")
+        if poll is None:
             return
-        keys = {ref_key(ref): label for label, ref in refs.items()}
-        progress = evaluate(
-            list(keys),
-            found,
-            missing_grace_until=grace_deadlines(list(refs.values()), self.missing_grace_seconds),
-            now=time.time(),
-        )
+        progress, keys = poll.progress, poll.labels
         for key in progress.completed:
             label = keys[key]
             self.slots.finished(label)
