@@ -69,7 +69,9 @@ class ListedSnapshot:
     source: str = ""
 
 
-def _utc(value: Any) -> datetime | None:
+def parse_utc(value: Any) -> datetime | None:
+    """An ISO 8601 time from a signed manifest as UTC (a naive one is read as UTC); ``None``
+    when absent or unreadable."""
     if not value:
         return None
     try:
@@ -107,7 +109,7 @@ def retained_copies(
             if ident in seen:
                 continue
             seen.add(ident)
-            created = _utc(p.get("dr_created_at"))
+            created = parse_utc(p.get("dr_created_at"))
             copy = RetainedCopy(
                 kind=str(p["kind"]),
                 source_id=str(p["source_id"]),

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from securedr.core.retained import parse_utc
 
 __all__ = ["VaultListed", "listed_vault_copies"]
 
@@ -37,16 +39,6 @@ class VaultListed:
     #: The compliance lock's signed expiry (EBS); ``None`` for RDS, which has no snapshot lock.
     lock_expires_on: datetime | None
     manifest_key: str
-
-
-def _utc(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def listed_vault_copies(
@@ -91,8 +83,8 @@ def listed_vault_copies(
                 region=region,
                 source=f"{point.get('source_region')}/{point.get('source_id')}",
                 verified=bool(entry.get("verified")) and bool(point.get("verified")),
-                created_at=_utc(entry.get("created_at")),
-                lock_expires_on=_utc(lock.get("expires_on")) if lock else None,
+                created_at=parse_utc(entry.get("created_at")),
+                lock_expires_on=parse_utc(lock.get("expires_on")) if lock else None,
                 manifest_key=key,
             )
             known = listed.get((found.kind, found.copy_id))
