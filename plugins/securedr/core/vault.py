@@ -29,8 +29,8 @@ from securedr.core.model import (
     Kind,
     RecoveryPoint,
     lineage_tags,
-    tags_to_dict,
 )
+from securedr.core.verify import state_and_tags
 
 #: ``securedr:role`` of a copy in the vault account.
 ROLE_VAULT_COPY = "vault-copy"
@@ -150,12 +150,7 @@ def vault_copy_problems(
     if snapshot is None:
         return ["the vault copy does not exist"]
     problems: list[str] = []
-    if point.kind == "ebs":
-        state, done = snapshot.get("State"), "completed"
-        tags = tags_to_dict(snapshot.get("Tags"))
-    else:
-        state, done = snapshot.get("Status"), "available"
-        tags = tags_to_dict(snapshot.get("TagList"))
+    state, done, tags = state_and_tags(point.kind, snapshot)
     if state != done:
         problems.append(f"vault copy state is {state!r}, expected {done!r}")
     encrypted = snapshot.get("Encrypted")

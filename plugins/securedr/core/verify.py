@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from securedr.core.model import (
@@ -15,6 +16,14 @@ from securedr.core.model import (
 )
 
 
+def state_and_tags(kind: str, snapshot: Mapping[str, Any]) -> tuple[Any, str, dict[str, str]]:
+    """A described EBS snapshot's or RDS DB snapshot's state, the state that means done
+    (``completed`` / ``available``), and its tags."""
+    if kind == "ebs":
+        return snapshot.get("State"), "completed", tags_to_dict(snapshot.get("Tags"))
+    return snapshot.get("Status"), "available", tags_to_dict(snapshot.get("TagList"))
+
+
 def dr_copy_problems(
     point: RecoveryPoint, snapshot: dict[str, Any] | None, *, expected_key_arn: str, plan: str
 ) -> list[str]:
@@ -23,12 +32,7 @@ def dr_copy_problems(
     if snapshot is None:
         return ["the DR copy does not exist"]
     problems: list[str] = []
-    if point.kind == "ebs":
-        state, done = snapshot.get("State"), "completed"
-        tags = tags_to_dict(snapshot.get("Tags"))
-    else:
-        state, done = snapshot.get("Status"), "available"
-        tags = tags_to_dict(snapshot.get("TagList"))
+    state, done, tags = state_and_tags(point.kind, snapshot)
     if state != done:
         problems.append(f"state is {state!r}, expected {done!r}")
     encrypted = snapshot.get("Encrypted")
