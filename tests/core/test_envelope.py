@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import io
@@ -282,12 +283,22 @@ def test_decrypt_write_failure_in_the_threaded_pipeline_propagates() -> None:
     assert threading.active_count() == threads
 
 
+def unmappable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make decrypt_file's output file impossible to map, as on some FUSE file systems."""
+
+    def no_mmap(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(envelope.mmap, "mmap", no_mmap)
+
+
 def test_write_failure_in_decrypt_file_leaves_nothing_and_keeps_existing_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blob, _ = seal(os.urandom(10 * TCS), chunk_size=TCS)
     (tmp_path / "in.enc").write_bytes(blob)
     (tmp_path / "out").write_bytes(b"previous contents")
+    unmappable(monkeypatch)  # the output is written, not mapped
     real_write_all = envelope._write_all
     calls = 0
 
@@ -305,6 +316,142 @@ def test_write_failure_in_decrypt_file_leaves_nothing_and_keeps_existing_output(
     assert threading.active_count() == threads
     assert leftovers(tmp_path) == ["in.enc", "out"]
     assert (tmp_path / "out").read_bytes() == b"previous contents"
+
+
+def test_decrypt_file_falls_back_to_writing_where_the_output_cannot_be_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(10 * TCS + 7)
+    blob, _ = seal(data, chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+    unmappable(monkeypatch)
+    result = decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert (tmp_path / "out").read_bytes() == data
+    assert result.plaintext_sha256 == hashlib.sha256(data).hexdigest()
+    assert leftovers(tmp_path) == ["in.enc", "out"]
+
+
+@pytest.mark.parametrize("chunk_size", [TCS, 100_003])  # page-aligned or not
+def test_decrypt_file_maps_the_output_a_bounded_window_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_size: int
+) -> None:
+    # Small windows, so chunks straddle window edges and windows are unmapped and mapped
+    # again many times; never more than two mapped at once, and every block reserved
+    # before it is mapped.
+    monkeypatch.setattr(envelope, "_WINDOW", 3 * TCS)
+    data = os.urandom(40 * chunk_size + 1234)
+    blob, _ = seal(data, chunk_size=chunk_size)
+    (tmp_path / "in.enc").write_bytes(blob)
+    mapped_at_once: list[int] = []
+    reserved: list[tuple[int, int]] = []
+    real_map, real_fallocate = envelope._MappedOutput._map, os.posix_fallocate
+
+    def counting_map(self: envelope._MappedOutput, base: int, size: int) -> None:
+        real_map(self, base, size)
+        mapped_at_once.append(len(self._windows))
+
+    def recording_fallocate(fd: int, offset: int, length: int) -> None:
+        reserved.append((offset, length))
+        real_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(envelope._MappedOutput, "_map", counting_map)
+    monkeypatch.setattr(envelope.os, "posix_fallocate", recording_fallocate)
+    threads = threading.active_count()
+    result = decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert (tmp_path / "out").read_bytes() == data  # cut to size after the last window
+    assert result.plaintext_sha256 == hashlib.sha256(data).hexdigest()
+    assert len(mapped_at_once) > 10 and max(mapped_at_once) == 2
+    covered = 0
+    for offset, length in reserved:
+        assert offset <= covered  # no gap: every byte written was reserved first
+        covered = max(covered, offset + length)
+    assert covered >= len(data)
+    assert threading.active_count() == threads
+    assert leftovers(tmp_path) == ["in.enc", "out"]
+
+
+def test_a_full_disk_while_decrypting_to_a_mapped_file_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk fills up at the third window: reserving it fails with ENOSPC, also for just
+    # the window, which is raised as it is (never a SIGBUS on a page fault), and nothing
+    # is left behind.
+    monkeypatch.setattr(envelope, "_WINDOW", 2 * TCS)
+    monkeypatch.setattr(envelope, "_RESERVE", 2 * TCS)
+    blob, _ = seal(os.urandom(10 * TCS), chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+    (tmp_path / "out").write_bytes(b"previous contents")
+    real_fallocate = os.posix_fallocate
+    calls = 0
+
+    def filling_fallocate(fd: int, offset: int, length: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(envelope.os, "posix_fallocate", filling_fallocate)
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="No space"):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert calls == 4  # the reservation ahead, then just the third window
+    assert threading.active_count() == threads
+    assert leftovers(tmp_path) == ["in.enc", "out"]
+    assert (tmp_path / "out").read_bytes() == b"previous contents"
+
+
+def test_a_nearly_full_disk_reserves_only_what_the_next_window_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Room for the file and one window more, not for a whole reservation ahead: the
+    # decryption still succeeds and the file is cut to its size.
+    monkeypatch.setattr(envelope, "_WINDOW", 2 * TCS)
+    monkeypatch.setattr(envelope, "_RESERVE", 64 * TCS)
+    data = os.urandom(10 * TCS + 5)
+    blob, _ = seal(data, chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+    capacity = len(data) + 2 * TCS
+    real_fallocate = os.posix_fallocate
+    refused = 0
+
+    def small_disk(fd: int, offset: int, length: int) -> None:
+        nonlocal refused
+        if offset + length > capacity:
+            refused += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(envelope.os, "posix_fallocate", small_disk)
+    decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert refused > 0
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_full_disk_before_the_first_window_is_raised_not_written_around(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob, _ = seal(os.urandom(10 * TCS), chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(envelope.os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space"):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert leftovers(tmp_path) == ["in.enc"]
+
+
+def test_tampering_when_decrypting_to_a_mapped_file_leaves_nothing(tmp_path: Path) -> None:
+    blob, _ = seal(os.urandom(12 * TCS), chunk_size=TCS)
+    _, records = layout(blob)
+    tampered = bytearray(blob)
+    tampered[records[7][0] + 100] ^= 1
+    (tmp_path / "in.enc").write_bytes(bytes(tampered))
+    with pytest.raises(ChunkAuthenticationError):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert leftovers(tmp_path) == ["in.enc"]
 
 
 def test_tampering_in_the_threaded_pipeline_releases_only_authenticated_chunks() -> None:

@@ -19,11 +19,12 @@ Guarantees:
   and no temporary file is left behind.
 * Memory is flat in the file size: at most seven chunk buffers (7 MiB with the default
   1 MiB chunks) to encrypt and five to decrypt, whatever the length of the stream; a file
-  of one chunk gets one or two.
+  of one chunk gets one or two. :func:`decrypt_to_path` decrypts into a mapping of its
+  temporary file instead, at most two 8 MiB windows of it at a time.
 * Files of several chunks run as a pipeline over two helper threads: the caller's thread
-  reads and runs AES-GCM, one helper hashes and one writes. A failure in any stage is
-  raised in the caller's thread, later stages never see a chunk an earlier one failed on,
-  and no thread outlives the call.
+  reads and runs AES-GCM, one helper hashes and one writes (none writes when decrypting
+  into a mapped file). A failure in any stage is raised in the caller's thread, later
+  stages never see a chunk an earlier one failed on, and no thread outlives the call.
 * The plaintext SHA-256 is computed in the same pass and returned, for the signed manifest.
 * No error message, ``repr`` or result object produced here contains key material.
 
@@ -36,8 +37,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import hashlib
 import hmac
+import mmap
 import os
 import queue
 import struct
@@ -137,6 +140,10 @@ _THREAD_MIN_CHUNK = 64 << 10
 _RING = 4
 # Ciphertext buffers on encryption: the writer works on one while the next is encrypted.
 _SEALED_RING = 3
+# Bytes of the output file mapped at a time when decrypting to a path (see _MappedOutput).
+_WINDOW = 8 << 20
+# ...and bytes of it reserved at a time, ahead of the windows.
+_RESERVE = 64 << 20
 
 
 # --- Errors ----------------------------------------------------------------------------
@@ -690,6 +697,8 @@ class _Worker:
             except BaseException as error:  # re-raised in the caller's thread
                 done.put(error)
                 return
+            # Hold no reference to a job the caller knows is done: it may unmap its memory.
+            del job
             done.put(None)
 
     def submit(self, job: memoryview) -> None:
@@ -731,6 +740,97 @@ class _Inline:
 
 def _stage(fn: Callable[[memoryview], object], name: str, threaded: bool) -> _Worker | _Inline:
     return _Worker(fn, name) if threaded else _Inline(fn)
+
+
+class _MappedOutput:
+    """Plaintext decrypted straight into the page cache of the output file.
+
+    :func:`decrypt_to_path` owns a private temporary file, so instead of decrypting into
+    a buffer and copying it out with ``write`` (a second pass over every byte, on the core
+    that also reads and decrypts) chunks are decrypted into a shared memory mapping of the
+    file, a window of :data:`_WINDOW` bytes at a time. Each window's disk blocks are
+    reserved with ``posix_fallocate`` before it is mapped, so a full disk is an ``OSError``
+    up front (never a ``SIGBUS`` on a page fault); the file grows past its final size by
+    at most :data:`_RESERVE` until it is cut to size. At most two windows are mapped, and one
+    is unmapped only after the hash stage is done with every chunk in it, so memory stays
+    flat in the file size. :meth:`close` unmaps what is left (every view handed out must
+    be gone by then) and :meth:`finish` cuts the file to the plaintext size.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._windows: list[tuple[mmap.mmap, memoryview, int, int]] = []  # map, view, base, last
+        self._granularity = mmap.ALLOCATIONGRANULARITY
+        self._reserved = 0  # bytes of the file whose blocks posix_fallocate reserved
+
+    @classmethod
+    def open(cls, fd: int) -> _MappedOutput | None:
+        """A mapped output on the empty file ``fd``, or None where the file system cannot
+        map it for writing (some network and FUSE file systems); the caller then writes
+        instead. A full disk or quota is raised."""
+        output = cls(fd)
+        try:
+            output._map(0, _WINDOW)
+        except OSError as error:
+            output.close()
+            os.ftruncate(fd, 0)
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            return None
+        return output
+
+    def _reserve(self, end: int) -> None:
+        """Reserve the file's blocks up to ``end``, :data:`_RESERVE` bytes ahead at a time
+        (one ``fallocate`` per window costs ext4 more than the copy a mapping saves); on a
+        full disk, just what the next window needs, or raise."""
+        if end <= self._reserved:
+            return
+        ahead = max(end, self._reserved + _RESERVE)
+        try:
+            os.posix_fallocate(self._fd, self._reserved, ahead - self._reserved)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            os.posix_fallocate(self._fd, self._reserved, end - self._reserved)
+            ahead = end
+        self._reserved = ahead
+
+    def _map(self, base: int, size: int) -> None:
+        self._reserve(base + size)
+        mapped = mmap.mmap(self._fd, size, access=mmap.ACCESS_WRITE, offset=base)
+        self._windows.append((mapped, memoryview(mapped), base, -1))
+
+    def take(self, index: int, offset: int, length: int, hasher: _Worker | _Inline) -> memoryview:
+        """The ``length`` bytes at ``offset`` of the file, for chunk ``index``."""
+        mapped, view, base, _ = self._windows[-1]
+        if offset + length > base + len(view):
+            start = offset - offset % self._granularity
+            size = max(_WINDOW, offset + length - start)
+            if len(self._windows) == 2:
+                oldest = self._windows[0]
+                hasher.wait_for(oldest[3] + 1)
+                self._release(oldest)
+                del self._windows[0]
+            self._map(start, size)
+            mapped, view, base, _ = self._windows[-1]
+        self._windows[-1] = (mapped, view, base, index)
+        return view[offset - base : offset - base + length]
+
+    def finish(self, size: int) -> None:
+        """Cut the file to the ``size`` bytes decrypted (after :meth:`close`); the last
+        window's reservation reaches past the end."""
+        os.ftruncate(self._fd, size)
+
+    @staticmethod
+    def _release(window: tuple[mmap.mmap, memoryview, int, int]) -> None:
+        mapped, view, _, _ = window
+        view.release()
+        mapped.close()
+
+    def close(self) -> None:
+        """Unmap every window (idempotent)."""
+        while self._windows:
+            self._release(self._windows.pop())
 
 
 def _check_chunk_size(chunk_size: int) -> None:
@@ -868,6 +968,7 @@ def _decrypt_records(
     recovery_private_key: bytes | str | None,
     expected_sha256: str | None,
     expected_file_id: str | None,
+    map_fd: int | None = None,
 ) -> DecryptResult:
     expected = _normalize_hex(expected_sha256, "expected_sha256")
     expected_file_id = _normalize_hex(expected_file_id, "expected_file_id")
@@ -882,11 +983,14 @@ def _decrypt_records(
     # thread hashes the plaintext (the slowest stage, on a core of its own) and another
     # writes it. Chunk i decrypts into plaintext buffer i % len(plain), reused only once
     # the hash and write of the chunk that used it before are done; only a chunk whose tag
-    # verified is ever handed to them.
+    # verified is ever handed to them. With ``map_fd`` (an empty file of the caller's), an
+    # envelope of several chunks is decrypted straight into a mapping of that file instead
+    # of into plaintext buffers that a writer then copies out (see _MappedOutput).
     in_view = memoryview(b"")
     plain: list[memoryview] = []
     hasher: _Worker | _Inline = _Inline(sha.update)
     writer: _Worker | _Inline | None = None
+    mapped: _MappedOutput | None = None
     index, plaintext_size, ciphertext_size = 0, 0, header.size
     try:
         while True:
@@ -913,14 +1017,19 @@ def _decrypt_records(
                     raise ChunkAuthenticationError(index, "corrupt record header")
             else:
                 raise ChunkAuthenticationError(index, "corrupt record header")
-            if not plain:
+            if not index:
                 size = length if flag == FLAG_FINAL else chunk_size
                 in_view = memoryview(bytearray(size + TAG_SIZE))
                 threaded = flag == FLAG_NOT_FINAL and chunk_size >= _THREAD_MIN_CHUNK
-                plain = [memoryview(bytearray(size)) for _ in range(_RING if threaded else 1)]
                 hasher = _stage(sha.update, "securedr-hash", threaded)
-                if dst is not None:
-                    writer = _stage(lambda view: _write_all(dst, view), "securedr-write", threaded)
+                if threaded and map_fd is not None:
+                    mapped = _MappedOutput.open(map_fd)
+                if mapped is None:
+                    plain = [memoryview(bytearray(size)) for _ in range(_RING if threaded else 1)]
+                    if dst is not None:
+                        writer = _stage(
+                            lambda view: _write_all(dst, view), "securedr-write", threaded
+                        )
             body = in_view[: length + TAG_SIZE]
             got = _readinto_full(src, body)
             if got < len(body):
@@ -928,11 +1037,14 @@ def _decrypt_records(
                     f"the file is truncated inside chunk {index} ({got} of {len(body)} bytes "
                     "present); fetch the object again"
                 )
-            reused = index + 1 - len(plain)  # chunk index-len(plain) must be hashed, written
-            hasher.wait_for(reused)
-            if writer is not None:
-                writer.wait_for(reused)
-            out = plain[index % len(plain)][:length]
+            if mapped is not None:
+                out = mapped.take(index, plaintext_size, length, hasher)
+            else:
+                reused = index + 1 - len(plain)  # chunk index-len(plain) must be hashed, written
+                hasher.wait_for(reused)
+                if writer is not None:
+                    writer.wait_for(reused)
+                out = plain[index % len(plain)][:length]
             try:
                 keys.payload.decrypt_into(_nonce(index, flag), body, record_header, out)
             except InvalidTag:
@@ -958,6 +1070,11 @@ def _decrypt_records(
         hasher.close()
         if writer is not None:
             writer.close()
+        if mapped is not None:
+            out = memoryview(b"")  # the last view into the mapping, which close() unmaps
+            mapped.close()
+    if mapped is not None:
+        mapped.finish(plaintext_size)
     digest = sha.hexdigest()
     if expected is not None and not hmac.compare_digest(digest, expected):
         raise ChecksumMismatchError(
@@ -1069,7 +1186,10 @@ def decrypt_to_path(
 
     Plaintext goes to a private (mode 0600) temporary file in the destination directory,
     which is renamed over ``dst_path`` only after every chunk authenticated and the SHA-256
-    matched ``expected_sha256`` (when given). On any failure the temporary file is deleted
+    matched ``expected_sha256`` (when given). Envelopes of several chunks are decrypted
+    straight into a shared mapping of that file, with its blocks reserved first, so a full
+    disk is an ``OSError`` rather than a ``SIGBUS``; where the file system cannot map it,
+    the plaintext is written instead. On any failure the temporary file is deleted
     and ``dst_path`` is untouched, so no partial or unauthenticated plaintext is left
     behind (a process killed outright can leave a ``*.partial`` temporary file). With
     ``fsync`` (the default) the data and the rename are flushed to disk before returning.
@@ -1087,6 +1207,7 @@ def decrypt_to_path(
                 recovery_private_key=recovery_private_key,
                 expected_sha256=expected_sha256,
                 expected_file_id=expected_file_id,
+                map_fd=fd,
             )
             out.flush()
             if fsync:
