@@ -66,6 +66,11 @@ def render(result: dict[str, Any]) -> str:
         for action, codes in actions.items():
             for code, count in codes.items():
                 lines.append(f"  error {service}:{action} {code}: {count:,}")
+    for operation, count in calls.get("standing_polls", {}).items():
+        lines.append(
+            f"  not counted: {operation} {count:,} (dr_incident_response's queue watcher, "
+            "polling for as long as the stack runs)"
+        )
     lines += ["", "Most copies in flight per destination Region (ours / all)"]
     for region, seen in result["max_copies_in_flight"].items():
         ebs, rds = seen.get("ebs", {}), seen.get("rds", {})

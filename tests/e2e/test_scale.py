@@ -115,6 +115,9 @@ def test_calls_per_resource_come_from_the_calls_the_sandbox_counted(small_scale)
     counted = sum(row["calls"] for row in calls["by_operation"].values())
     assert counted == calls["total"]
     assert calls["per_resource"] == pytest.approx(counted / 100, abs=1e-4)
+    # The incident queue's watcher polls SQS all along; the nightly run never calls SQS.
+    assert not any(op.startswith("sqs:") for op in calls["by_operation"])
+    assert set(calls["standing_polls"]) <= {"sqs:ReceiveMessage"}
     # Every resource was copied once at least, by the copy step's own requests.
     assert calls["by_operation"]["ec2:CopySnapshot"]["calls"] >= 90
     assert calls["by_operation"]["rds:CopyDBSnapshot"]["calls"] >= 10

@@ -36,6 +36,7 @@ def figures() -> dict:
             "per_resource": 3.75,
             "by_operation": {"ec2:CopySnapshot": {"calls": 1000, "per_resource": 0.909}},
             "errors": {},
+            "standing_polls": {"sqs:ReceiveMessage": 490},
         },
         "copies_started": {"ebs": {"ours": 1000, "all": 1000}, "rds": {"ours": 100, "all": 100}},
         "max_copies_in_flight": {
@@ -69,11 +70,26 @@ def test_table_shows_every_figure():
         r"SecureDR overhead 300.4 s",
         r"copy_to_dr_region\s+30.0 s\s+1,300.0 s",
         r"ec2:CopySnapshot\s+1,000\s+0.909",
+        r"not counted: sqs:ReceiveMessage 490 \(dr_incident_response's queue watcher",
         r"us-west-2\s+EBS 20 / 20\s+RDS 5 / 5",
         r"900,000 bytes \(verify_dr_copies return_value\)",
         r"scheduler\s+256 MiB\s+1,024 MiB \(8 processes\)",
     ):
         assert re.search(expected, table), expected
+
+
+def test_the_incident_queue_watchers_polls_are_set_apart_from_the_runs_calls():
+    served = {
+        "ec2": {"CopySnapshot": 1000, "DescribeSnapshots": 239},
+        "sqs": {"ReceiveMessage": 490},
+        "rds": {"CopyDBSnapshot": 100},
+    }
+    run, standing = scale.split_standing_polls(served)
+    assert run == {
+        "ec2": {"CopySnapshot": 1000, "DescribeSnapshots": 239},
+        "rds": {"CopyDBSnapshot": 100},
+    }
+    assert standing == {"sqs:ReceiveMessage": 490}
 
 
 def test_realism_is_the_e2e_profile_with_the_runs_durations_quotas_and_meter():
