@@ -443,6 +443,36 @@ def test_a_full_disk_before_the_first_window_is_raised_not_written_around(
     assert leftovers(tmp_path) == ["in.enc"]
 
 
+def test_a_hash_failure_when_decrypting_to_a_mapped_file_is_raised_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The failing hash thread's traceback must not pin a view of the mapping: the error
+    # raised is the hash's own, not a BufferError from unmapping, and nothing is left.
+    blob, _ = seal(os.urandom(12 * TCS), chunk_size=TCS)
+    (tmp_path / "in.enc").write_bytes(blob)
+    real_sha256 = hashlib.sha256
+
+    class FailingHash:
+        def __init__(self, data: bytes = b"") -> None:
+            self._sha, self._calls = real_sha256(data), 0
+
+        def update(self, data: memoryview) -> None:
+            self._calls += 1
+            if self._calls == 5:
+                raise MemoryError("hash failed")
+            self._sha.update(data)
+
+        def __getattr__(self, name: str) -> object:  # digest, copy, sizes (HMAC uses them)
+            return getattr(self._sha, name)
+
+    monkeypatch.setattr(envelope.hashlib, "sha256", FailingHash)
+    threads = threading.active_count()
+    with pytest.raises(MemoryError, match="hash failed"):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert threading.active_count() == threads
+    assert leftovers(tmp_path) == ["in.enc"]
+
+
 def test_tampering_when_decrypting_to_a_mapped_file_leaves_nothing(tmp_path: Path) -> None:
     blob, _ = seal(os.urandom(12 * TCS), chunk_size=TCS)
     _, records = layout(blob)

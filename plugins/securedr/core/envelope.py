@@ -695,6 +695,7 @@ class _Worker:
             try:
                 fn(job)
             except BaseException as error:  # re-raised in the caller's thread
+                del job  # the traceback keeps this frame: it must not keep the buffer
                 done.put(error)
                 return
             # Hold no reference to a job the caller knows is done: it may unmap its memory.
@@ -822,15 +823,23 @@ class _MappedOutput:
         os.ftruncate(self._fd, size)
 
     @staticmethod
-    def _release(window: tuple[mmap.mmap, memoryview, int, int]) -> None:
+    def _release(window: tuple[mmap.mmap, memoryview, int, int], *, strict: bool = True) -> None:
         mapped, view, _, _ = window
         view.release()
-        mapped.close()
+        if strict:
+            mapped.close()
+            return
+        # Unwinding from an error: a traceback may still hold a view of this window (a
+        # stage's frame), and the error it belongs to matters more than a BufferError. The
+        # window is then unmapped when the last view goes.
+        with contextlib.suppress(BufferError):
+            mapped.close()
 
-    def close(self) -> None:
-        """Unmap every window (idempotent)."""
+    def close(self, *, strict: bool = True) -> None:
+        """Unmap every window (idempotent); with ``strict=False``, as far as no view pins
+        one (see :meth:`_release`)."""
         while self._windows:
-            self._release(self._windows.pop())
+            self._release(self._windows.pop(), strict=strict)
 
 
 def _check_chunk_size(chunk_size: int) -> None:
@@ -992,6 +1001,7 @@ def _decrypt_records(
     writer: _Worker | _Inline | None = None
     mapped: _MappedOutput | None = None
     index, plaintext_size, ciphertext_size = 0, 0, header.size
+    completed = False
     try:
         while True:
             record_header = _read_exact(src, RECORD_HEADER_SIZE)
@@ -1066,13 +1076,14 @@ def _decrypt_records(
         hasher.wait_all()
         if writer is not None:
             writer.wait_all()
+        completed = True
     finally:
         hasher.close()
         if writer is not None:
             writer.close()
         if mapped is not None:
             out = memoryview(b"")  # the last view into the mapping, which close() unmaps
-            mapped.close()
+            mapped.close(strict=completed)
     if mapped is not None:
         mapped.finish(plaintext_size)
     digest = sha.hexdigest()
