@@ -362,13 +362,20 @@ def test_sigint_to_the_process_exits_130_and_leaves_nothing(
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PYTHONPATH"] = str(REPO / "plugins")
     argv = ["recover-file", "--identity", str(identity), "--in", str(fifo), "--out", str(out_path)]
-    proc = subprocess.Popen(
-        [*_cli_command(), *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A run started in the background by a shell without job control (nohup ... &) ignores
+    # SIGINT, and a child inherits an ignored signal across exec; a handler of our own
+    # becomes the default there, so the CLI gets Ctrl-C as in a terminal.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [*_cli_command(), *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     try:
         with open(fifo, "wb") as writer:
             writer.write(enc.read_bytes()[: len(DATA) // 2])
