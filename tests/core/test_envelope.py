@@ -283,6 +283,17 @@ def test_decrypt_write_failure_in_the_threaded_pipeline_propagates() -> None:
     assert threading.active_count() == threads
 
 
+def assert_full_disk_leaves_only_the_earlier_output(tmp_path: Path) -> None:
+    """decrypt_file of ``in.enc`` over an ``out`` holding "previous contents" fails with
+    "No space", with no thread left running and nothing but those two files behind."""
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="No space"):
+        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert threading.active_count() == threads
+    assert leftovers(tmp_path) == ["in.enc", "out"]
+    assert (tmp_path / "out").read_bytes() == b"previous contents"
+
+
 def unmappable(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make decrypt_file's output file impossible to map, as on some FUSE file systems."""
 
@@ -310,12 +321,7 @@ def test_write_failure_in_decrypt_file_leaves_nothing_and_keeps_existing_output(
         real_write_all(dst, view)  # type: ignore[arg-type]
 
     monkeypatch.setattr(envelope, "_write_all", failing_write_all)
-    threads = threading.active_count()
-    with pytest.raises(OSError, match="No space"):
-        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
-    assert threading.active_count() == threads
-    assert leftovers(tmp_path) == ["in.enc", "out"]
-    assert (tmp_path / "out").read_bytes() == b"previous contents"
+    assert_full_disk_leaves_only_the_earlier_output(tmp_path)
 
 
 def test_decrypt_file_falls_back_to_writing_where_the_output_cannot_be_mapped(
@@ -392,13 +398,8 @@ def test_a_full_disk_while_decrypting_to_a_mapped_file_leaves_nothing(
         real_fallocate(fd, offset, length)
 
     monkeypatch.setattr(envelope.os, "posix_fallocate", filling_fallocate)
-    threads = threading.active_count()
-    with pytest.raises(OSError, match="No space"):
-        decrypt_file(tmp_path / "in.enc", tmp_path / "out", data_key=KEY)
+    assert_full_disk_leaves_only_the_earlier_output(tmp_path)
     assert calls == 4  # the reservation ahead, then just the third window
-    assert threading.active_count() == threads
-    assert leftovers(tmp_path) == ["in.enc", "out"]
-    assert (tmp_path / "out").read_bytes() == b"previous contents"
 
 
 def test_a_nearly_full_disk_reserves_only_what_the_next_window_needs(
